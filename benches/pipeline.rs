@@ -1,0 +1,161 @@
+//! `cargo bench`: per-stage median latencies and end-to-end frames/s on the fixture photos at
+//! 640x480, plus peak RSS. Prints figures; asserts nothing about time.
+//!
+//! Each portrait (and the faceless landscape) is fitted into a 640x480 frame and stored as JPEG,
+//! so the decode stage is measured on realistic input. Per-stage figures come from running the
+//! stages one after another on one thread; the end-to-end figure comes from the real threaded
+//! pipeline over the same files, where stages overlap.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use edge_fer::align::align;
+use edge_fer::capture::{decode_image, ImageFiles};
+use edge_fer::pipeline::{self, PipelineConfig};
+use edge_fer::{AlignedFace, Classifier, FaceFinder, FaceFinderConfig};
+
+const ROUNDS: usize = 15;
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let frames = make_frames(dir.path());
+    let finder = FaceFinder::load(&FaceFinderConfig::default()).expect("dlib models");
+    let classifier = Classifier::builtin().expect("built-in model");
+
+    let (mut decode, mut detect, mut landmarks, mut align_t, mut classify) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut faces_seen = 0;
+    for _ in 0..ROUNDS {
+        for path in &frames {
+            let t = Instant::now();
+            let rgb = decode_image(path).expect("decode");
+            decode.push(t.elapsed());
+            let (faces, times) = finder.find_timed(&rgb);
+            detect.push(times.detect);
+            if faces.is_empty() {
+                continue;
+            }
+            faces_seen += faces.len();
+            landmarks.push(times.landmarks);
+            let t = Instant::now();
+            let crops: Vec<AlignedFace> = faces
+                .iter()
+                .map(|f| {
+                    let mut crop = classifier.blank_crop();
+                    align(&rgb, &f.landmarks, &classifier.card().alignment, &mut crop)
+                        .expect("align");
+                    AlignedFace(crop)
+                })
+                .collect();
+            align_t.push(t.elapsed());
+            let t = Instant::now();
+            classifier.classify(&crops).expect("classify");
+            classify.push(t.elapsed());
+        }
+    }
+
+    let repeated: Vec<PathBuf> = (0..ROUNDS).flat_map(|_| frames.iter().cloned()).collect();
+    let n = repeated.len();
+    let mut source = ImageFiles::new(repeated);
+    let t = Instant::now();
+    let stats = pipeline::run(
+        &mut source,
+        finder,
+        classifier,
+        Box::new(std::io::sink()),
+        &PipelineConfig::default(),
+    )
+    .expect("pipeline");
+    let elapsed = t.elapsed();
+
+    println!(
+        "edge-fer pipeline benchmark: {} fixture frames at 640x480 x {ROUNDS} rounds",
+        frames.len()
+    );
+    println!("machine: {}", machine());
+    println!("stage medians (one thread, {faces_seen} faces):");
+    for (name, times) in [
+        ("decode (JPEG)", &mut decode),
+        ("detect (HOG)", &mut detect),
+        ("landmarks (68)", &mut landmarks),
+        ("align", &mut align_t),
+        ("classify (tract)", &mut classify),
+    ] {
+        println!("  {name:<18} {:>8.2} ms", median_ms(times));
+    }
+    println!(
+        "end to end (threaded pipeline): {n} frames in {:.2} s = {:.1} frames/s, {} faces",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        stats.faces
+    );
+    println!("peak RSS: {:.1} MiB", peak_rss_kib() as f64 / 1024.0);
+}
+
+/// The fixtures fitted (aspect kept, centred on black) into 640x480 JPEG frames.
+fn make_frames(dir: &Path) -> Vec<PathBuf> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    [
+        "astronaut.png",
+        "grace_hopper_512x512.jpg",
+        "biden.jpg",
+        "640px-IceBlockNearJoekullsarlon.jpg",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, name)| {
+        let img = image::open(fixtures.join(name)).expect("fixture").to_rgb8();
+        let scale = (640.0 / img.width() as f32).min(480.0 / img.height() as f32);
+        let (w, h) = (
+            (img.width() as f32 * scale) as u32,
+            (img.height() as f32 * scale) as u32,
+        );
+        let resized = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
+        let mut frame = image::RgbImage::new(640, 480);
+        image::imageops::replace(
+            &mut frame,
+            &resized,
+            ((640 - w) / 2) as i64,
+            ((480 - h) / 2) as i64,
+        );
+        let path = dir.join(format!("frame_{i}.jpg"));
+        frame.save(&path).expect("write frame");
+        path
+    })
+    .collect()
+}
+
+fn median_ms(times: &mut [Duration]) -> f64 {
+    if times.is_empty() {
+        return f64::NAN;
+    }
+    times.sort();
+    times[times.len() / 2].as_secs_f64() * 1e3
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{cpu}, {cores} cores available, {}", std::env::consts::ARCH)
+}

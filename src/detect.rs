@@ -1,0 +1,255 @@
+//! Face detection and 68-point landmarks with dlib.
+//!
+//! [`FaceFinder`] owns the detector (HOG by default, the CNN "mmod" detector when its model file is
+//! given) and the 68-point shape predictor, both loaded once per process. Model files are checked
+//! by sha256 before dlib reads them: dlib's deserialiser trusts its input, and a truncated file must
+//! be an error, not undefined behaviour. Alignment and classification are other modules' jobs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dlib_face_recognition::{
+    FaceDetector, FaceDetectorCnn, FaceDetectorTrait, ImageMatrix, LandmarkPredictor,
+    LandmarkPredictorTrait,
+};
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::checksum::sha256_file;
+use crate::error::{Error, Result};
+
+/// Where Debian's `libdlib-data` installs the 68-point landmark model.
+pub const DEFAULT_LANDMARKS_MODEL: &str = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";
+
+/// Environment variable that overrides [`DEFAULT_LANDMARKS_MODEL`].
+pub const LANDMARKS_MODEL_ENV: &str = "EDGE_FER_LANDMARKS_MODEL";
+
+/// sha256 of dlib's `shape_predictor_68_face_landmarks.dat` (Debian `libdlib-data` 19.24 and
+/// dlib-models ship the same bytes).
+pub const LANDMARKS_68_SHA256: &str =
+    "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f";
+
+/// sha256 of dlib's `mmod_human_face_detector.dat` (see `models/dlib-mmod-face-detector/`).
+pub const MMOD_SHA256: &str = "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6";
+
+/// A face box in frame pixels; `right` and `bottom` are inclusive, as dlib reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FaceBox {
+    /// Left edge.
+    pub left: i64,
+    /// Top edge.
+    pub top: i64,
+    /// Right edge.
+    pub right: i64,
+    /// Bottom edge.
+    pub bottom: i64,
+}
+
+impl FaceBox {
+    /// Area in pixels (0 for an empty box).
+    pub fn area(&self) -> i64 {
+        (self.right - self.left + 1).max(0) * (self.bottom - self.top + 1).max(0)
+    }
+}
+
+/// dlib's 68 facial landmarks, `[x, y]` in frame pixels, in the iBUG 300-W order
+/// (0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Landmarks(pub [[f32; 2]; 68]);
+
+impl Serialize for Landmarks {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+/// One detected face.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Face {
+    /// The detector's box.
+    pub bbox: FaceBox,
+    /// The 68 landmarks found in that box.
+    pub landmarks: Landmarks,
+}
+
+/// Which dlib detector finds the faces.
+enum Detector {
+    /// HOG + linear SVM (`get_frontal_face_detector`): fast on a CPU, frontal faces.
+    Hog(FaceDetector),
+    /// CNN with max-margin object detection: slower, more robust to pose.
+    Cnn(Box<FaceDetectorCnn>),
+}
+
+/// Detection and landmark settings.
+#[derive(Debug, Clone)]
+pub struct FaceFinderConfig {
+    /// The 68-point shape predictor file.
+    pub landmarks_model: PathBuf,
+    /// The CNN detector file; `None` selects the HOG detector.
+    pub cnn_model: Option<PathBuf>,
+    /// Keep at most this many faces per frame, largest first.
+    pub max_faces: usize,
+}
+
+impl Default for FaceFinderConfig {
+    fn default() -> Self {
+        FaceFinderConfig {
+            landmarks_model: std::env::var_os(LANDMARKS_MODEL_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_LANDMARKS_MODEL)),
+            cnn_model: None,
+            max_faces: 8,
+        }
+    }
+}
+
+/// Finds faces and their 68 landmarks in RGB frames.
+pub struct FaceFinder {
+    detector: Detector,
+    predictor: LandmarkPredictor,
+    max_faces: usize,
+}
+
+impl FaceFinder {
+    /// Loads the detector and the landmark model.
+    ///
+    /// The files are checked against the known sha256 of dlib's published models; a file with
+    /// another hash is refused if it sits at the default path (it must be a damaged copy) and
+    /// accepted with a warning if the user named it (it may be their own model).
+    ///
+    /// # Errors
+    /// [`Error::MissingModel`] if a file does not exist, [`Error::Checksum`] for a damaged default
+    /// model, [`Error::ModelLoad`] if dlib cannot read it.
+    pub fn load(config: &FaceFinderConfig) -> Result<Self> {
+        let lm = &config.landmarks_model;
+        if !lm.is_file() {
+            return Err(Error::MissingModel {
+                what: "landmark model",
+                path: lm.clone(),
+                hint: format!(
+                    "install Debian's libdlib-data (./setup does), or pass --landmarks-model FILE or set {LANDMARKS_MODEL_ENV}"
+                ),
+            });
+        }
+        check_known(
+            lm,
+            LANDMARKS_68_SHA256,
+            lm == Path::new(DEFAULT_LANDMARKS_MODEL),
+        )?;
+        let predictor = LandmarkPredictor::open(lm).map_err(|e| Error::ModelLoad {
+            path: lm.clone(),
+            reason: e,
+        })?;
+        let detector = match &config.cnn_model {
+            None => Detector::Hog(FaceDetector::new()),
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(Error::MissingModel {
+                        what: "CNN face detector model",
+                        path: path.clone(),
+                        hint: "it ships in models/dlib-mmod-face-detector/".to_string(),
+                    });
+                }
+                check_known(path, MMOD_SHA256, false)?;
+                Detector::Cnn(Box::new(FaceDetectorCnn::open(path).map_err(|e| {
+                    Error::ModelLoad {
+                        path: path.clone(),
+                        reason: e,
+                    }
+                })?))
+            }
+        };
+        Ok(FaceFinder {
+            detector,
+            predictor,
+            max_faces: config.max_faces,
+        })
+    }
+
+    /// Finds up to `max_faces` faces, largest first, each with its 68 landmarks.
+    pub fn find(&self, frame: &RgbImage) -> Vec<Face> {
+        self.find_timed(frame).0
+    }
+
+    /// As [`FaceFinder::find`], also returning the time spent detecting and fitting landmarks
+    /// (for benchmarks and stage statistics).
+    pub fn find_timed(&self, frame: &RgbImage) -> (Vec<Face>, StageTimes) {
+        let (w, h) = frame.dimensions();
+        if w == 0 || h == 0 {
+            return (Vec::new(), StageTimes::default());
+        }
+        let start = Instant::now();
+        // SAFETY: `frame` is a packed RGB8 buffer of exactly w * h * 3 bytes, which is what
+        // ImageMatrix::new reads; it copies the pixels, so the borrow ends with the call.
+        let matrix = unsafe { ImageMatrix::new(w as usize, h as usize, frame.as_raw().as_ptr()) };
+        let mut rects: Vec<_> = match &self.detector {
+            Detector::Hog(d) => d.face_locations(&matrix),
+            Detector::Cnn(d) => d.face_locations(&matrix),
+        }
+        .to_vec();
+        // Largest first, and only those we keep get landmarks.
+        rects.sort_by_key(|r| std::cmp::Reverse((r.right - r.left) * (r.bottom - r.top)));
+        rects.truncate(self.max_faces);
+        let detected = Instant::now();
+        let faces = rects
+            .iter()
+            .map(|r| {
+                let shape = self.predictor.face_landmarks(&matrix, r);
+                let mut points = [[0.0f32; 2]; 68];
+                for (dst, p) in points.iter_mut().zip(shape.iter()) {
+                    *dst = [p.x() as f32, p.y() as f32];
+                }
+                Face {
+                    bbox: face_box(r),
+                    landmarks: Landmarks(points),
+                }
+            })
+            .collect();
+        let times = StageTimes {
+            detect: detected - start,
+            landmarks: detected.elapsed(),
+        };
+        (faces, times)
+    }
+}
+
+/// Time spent in each part of [`FaceFinder::find_timed`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Face detection (including the copy into dlib's image type).
+    pub detect: Duration,
+    /// Landmark fitting for all kept faces.
+    pub landmarks: Duration,
+}
+
+// dlib's coordinates are C `long`: 64-bit on aarch64/x86_64 (the conversion is then a no-op) but
+// 32-bit on armv7, which the same source must build for.
+#[allow(clippy::useless_conversion)]
+fn face_box(r: &dlib_face_recognition::Rectangle) -> FaceBox {
+    FaceBox {
+        left: i64::from(r.left),
+        top: i64::from(r.top),
+        right: i64::from(r.right),
+        bottom: i64::from(r.bottom),
+    }
+}
+
+fn check_known(path: &Path, expected: &str, strict: bool) -> Result<()> {
+    let actual = sha256_file(path)?;
+    if actual == expected {
+        return Ok(());
+    }
+    if strict {
+        return Err(Error::Checksum {
+            path: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    tracing::warn!(
+        path = %path.display(),
+        sha256 = %actual,
+        "model file is not the one dlib publishes; using it because it was named explicitly"
+    );
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! The pipeline: capture -> detect + landmarks -> align + classify -> output.
+//!
+//! Capture runs on the calling thread (camera backends must stay on the thread that opened them);
+//! detection, classification and output each run on their own thread, joined by bounded crossbeam
+//! channels so a slow stage holds back the ones before it instead of piling up frames. A live
+//! source never waits: when detection is still busy with an older frame, the oldest queued frame is
+//! dropped and counted. File sources wait, so every frame is processed, in order. A frame that
+//! fails anywhere becomes an error result in the output and the run goes on.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::align::align;
+use crate::capture::{FailedFrame, Frame, FrameSource};
+use crate::classify::{AlignedFace, Classifier};
+use crate::detect::{Face, FaceFinder};
+use crate::error::{Error, Result};
+use crate::output::{write_result, FaceResult, Format, FrameResult};
+
+/// Pipeline settings.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineConfig {
+    /// Stop after this many frames from the source (default: until the source ends).
+    pub max_frames: Option<u64>,
+    /// How results are written.
+    pub format: Format,
+    /// Show a progress bar on standard error for file sources (only when it is a terminal).
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames read from the source (including failed ones, excluding dropped ones).
+    pub frames: u64,
+    /// Frames that could not be processed (each reported in the output).
+    pub failed: u64,
+    /// Live frames dropped because the pipeline was busy.
+    pub dropped: u64,
+    /// Faces classified.
+    pub faces: u64,
+    /// Whether the output was closed early (a closed pipe); the run then stops quietly.
+    pub output_closed: bool,
+}
+
+enum Item {
+    Frame(Frame),
+    Failed(FailedFrame),
+}
+
+struct Detected {
+    frame: Frame,
+    faces: Vec<Face>,
+}
+
+/// Runs the pipeline until the source ends, `max_frames` is reached or the output is closed.
+///
+/// # Errors
+/// Only for failures of the run itself (a worker thread panicked, output could not be written for
+/// a reason other than a closed pipe). Per-frame failures are written to the output and counted in
+/// [`Stats::failed`].
+pub fn run(
+    source: &mut dyn FrameSource,
+    finder: FaceFinder,
+    classifier: Classifier,
+    out: Box<dyn Write + Send>,
+    config: &PipelineConfig,
+) -> Result<Stats> {
+    // Small queues: a live source should only ever be a frame or two ahead of detection.
+    let (capture_tx, capture_rx) = bounded::<Item>(2);
+    let (detect_tx, detect_rx_classify) = bounded::<std::result::Result<Detected, FailedFrame>>(2);
+    let (result_tx, result_rx) = bounded::<FrameResult>(4);
+
+    // Capture keeps a receiver too, to discard the oldest queued frame of a live source.
+    let detect_rx = capture_rx.clone();
+    let detect = spawn("detect", move || {
+        detect_stage(&finder, detect_rx, detect_tx)
+    })?;
+    let classify = spawn("classify", move || {
+        classify_stage(&classifier, detect_rx_classify, result_tx)
+    })?;
+    let format = config.format;
+    let output = spawn("output", move || output_stage(out, result_rx, format))?;
+
+    let bar = progress_bar(source, config.progress);
+    let mut stats = Stats::default();
+    let live = source.is_live();
+    while config.max_frames.is_none_or(|max| stats.frames < max) {
+        let Some(next) = source.next_frame() else {
+            break;
+        };
+        stats.frames += 1;
+        bar.inc(1);
+        let item = match next {
+            Ok(frame) => Item::Frame(frame),
+            Err(failed) => Item::Failed(failed),
+        };
+        let sent = if live {
+            send_dropping_stale(&capture_tx, &capture_rx, item, &mut stats.dropped)
+        } else {
+            capture_tx.send(item).is_ok()
+        };
+        if !sent {
+            break; // Downstream has stopped (closed output).
+        }
+    }
+    drop(capture_tx);
+    drop(capture_rx);
+    bar.finish_and_clear();
+
+    join(detect)?;
+    join(classify)?;
+    let written = join(output)?;
+    let (faces, failed, closed) = written?;
+    stats.faces = faces;
+    stats.failed = failed;
+    stats.output_closed = closed;
+    Ok(stats)
+}
+
+fn send_dropping_stale(
+    tx: &Sender<Item>,
+    rx: &Receiver<Item>,
+    item: Item,
+    dropped: &mut u64,
+) -> bool {
+    match tx.try_send(item) {
+        Ok(()) => true,
+        Err(TrySendError::Disconnected(_)) => false,
+        Err(TrySendError::Full(item)) => {
+            if rx.try_recv().is_ok() {
+                *dropped += 1;
+            }
+            tx.send(item).is_ok()
+        }
+    }
+}
+
+fn detect_stage(
+    finder: &FaceFinder,
+    rx: Receiver<Item>,
+    tx: Sender<std::result::Result<Detected, FailedFrame>>,
+) {
+    for item in rx {
+        let next = match item {
+            Item::Frame(frame) => {
+                let faces = finder.find(&frame.rgb);
+                Ok(Detected { frame, faces })
+            }
+            Item::Failed(failed) => Err(failed),
+        };
+        if tx.send(next).is_err() {
+            return;
+        }
+    }
+}
+
+fn classify_stage(
+    classifier: &Classifier,
+    rx: Receiver<std::result::Result<Detected, FailedFrame>>,
+    tx: Sender<FrameResult>,
+) {
+    for item in rx {
+        let result = match item {
+            Ok(detected) => classify_frame(classifier, detected),
+            Err(failed) => failed_result(
+                failed.source,
+                failed.index,
+                failed.timestamp_ms,
+                &failed.error,
+            ),
+        };
+        if tx.send(result).is_err() {
+            return;
+        }
+    }
+}
+
+/// Aligns and classifies one frame's faces in one batch.
+fn classify_frame(classifier: &Classifier, detected: Detected) -> FrameResult {
+    let Detected { frame, faces } = detected;
+    let card = classifier.card();
+    let mut kept = Vec::with_capacity(faces.len());
+    let mut crops = Vec::with_capacity(faces.len());
+    for face in faces {
+        let mut crop = classifier.blank_crop();
+        match align(&frame.rgb, &face.landmarks, &card.alignment, &mut crop) {
+            Ok(_) => {
+                crops.push(AlignedFace(crop));
+                kept.push(face);
+            }
+            Err(e) => {
+                tracing::warn!(source = %frame.source, frame = frame.index, "face skipped: {e}")
+            }
+        }
+    }
+    let probs = match classifier.classify(&crops) {
+        Ok(p) => p,
+        Err(e) => return failed_result(frame.source, frame.index, frame.timestamp_ms, &e),
+    };
+    let faces = kept
+        .into_iter()
+        .zip(probs)
+        .map(|(face, p)| {
+            let best = p.argmax();
+            FaceResult {
+                bbox: face.bbox,
+                landmarks: face.landmarks,
+                label: card.labels[best].clone(),
+                score: p.0[best],
+                probs: card
+                    .labels
+                    .iter()
+                    .zip(&p.0)
+                    .map(|(l, v)| (l.clone(), serde_json::Value::from(*v)))
+                    .collect(),
+                entropy: p.entropy(),
+            }
+        })
+        .collect();
+    FrameResult {
+        source: frame.source,
+        frame: frame.index,
+        timestamp_ms: frame.timestamp_ms,
+        width: Some(frame.rgb.width()),
+        height: Some(frame.rgb.height()),
+        faces: Some(faces),
+        error: None,
+    }
+}
+
+fn failed_result(source: String, index: u64, timestamp_ms: u64, error: &Error) -> FrameResult {
+    tracing::warn!("{error}");
+    FrameResult {
+        source,
+        frame: index,
+        timestamp_ms,
+        width: None,
+        height: None,
+        faces: None,
+        error: Some(error.to_string()),
+    }
+}
+
+/// Writes results; returns (faces, failed frames, whether the output was closed early).
+fn output_stage(
+    mut out: Box<dyn Write + Send>,
+    rx: Receiver<FrameResult>,
+    format: Format,
+) -> Result<(u64, u64, bool)> {
+    let (mut faces, mut failed) = (0, 0);
+    for result in rx {
+        faces += result.faces.as_ref().map_or(0, |f| f.len() as u64);
+        failed += u64::from(result.error.is_some());
+        match write_result(&mut *out, &result, format) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Ok((faces, failed, true))
+            }
+            Err(e) => return Err(Error::io("standard output", e)),
+        }
+    }
+    Ok((faces, failed, false))
+}
+
+fn progress_bar(source: &dyn FrameSource, enabled: bool) -> ProgressBar {
+    match source.len_hint() {
+        Some(n) if enabled && n > 1 => {
+            let bar = ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {pos}/{len} frames {wide_bar} {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        }
+        _ => ProgressBar::hidden(),
+    }
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map_err(|e| Error::io(format!("<{name} thread>"), e))
+}
+
+fn join<T>(handle: std::thread::JoinHandle<T>) -> Result<T> {
+    let name = handle.thread().name().unwrap_or("pipeline").to_string();
+    handle
+        .join()
+        .map_err(|_| Error::Invalid(format!("the {name} thread panicked")))
+}

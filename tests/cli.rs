@@ -1,0 +1,292 @@
+//! The binary end to end: output schema, formats, and bad input.
+
+use std::collections::HashSet;
+
+use crate::util::{
+    edge_fer, edit_json, fixture, json_lines, model_copy, stderr, LANDSCAPE, PORTRAITS,
+};
+
+const LABELS: [&str; 7] = [
+    "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
+];
+
+/// Checks one frame's JSON object against the schema documented in README.md.
+fn check_frame_schema(v: &serde_json::Value) {
+    assert!(v["source"].is_string(), "{v}");
+    assert!(v["frame"].is_u64() && v["timestamp_ms"].is_u64(), "{v}");
+    assert!(v["width"].is_u64() && v["height"].is_u64(), "{v}");
+    assert!(v.get("error").is_none(), "{v}");
+    for face in v["faces"].as_array().expect("faces") {
+        let b = &face["box"];
+        for k in ["left", "top", "right", "bottom"] {
+            assert!(b[k].is_i64(), "box.{k}: {face}");
+        }
+        let lm = face["landmarks"].as_array().unwrap();
+        assert_eq!(lm.len(), 68);
+        assert!(lm.iter().all(|p| p
+            .as_array()
+            .is_some_and(|xy| xy.len() == 2 && xy.iter().all(|c| c.is_number()))));
+        let probs = face["probs"].as_object().unwrap();
+        let keys: Vec<&str> = probs.keys().map(String::as_str).collect();
+        assert_eq!(keys, LABELS, "probs keyed by the card's labels, in order");
+        let sum: f64 = probs.values().map(|p| p.as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to {sum}");
+        let label = face["label"].as_str().unwrap();
+        let best = probs
+            .iter()
+            .max_by(|a, b| a.1.as_f64().partial_cmp(&b.1.as_f64()).unwrap())
+            .unwrap();
+        assert_eq!(label, best.0);
+        assert!((face["score"].as_f64().unwrap() - best.1.as_f64().unwrap()).abs() < 1e-6);
+        let entropy = face["entropy"].as_f64().unwrap();
+        assert!(
+            (0.0..=(7f64).ln() + 1e-4).contains(&entropy),
+            "entropy {entropy}"
+        );
+    }
+}
+
+#[test]
+fn json_lines_for_portraits_and_landscape_in_order() {
+    let mut args: Vec<String> = vec!["--image".into()];
+    for name in PORTRAITS.iter().chain([&LANDSCAPE]) {
+        args.push(fixture(name).display().to_string());
+    }
+    let out = edge_fer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 4);
+    for (i, v) in lines.iter().enumerate() {
+        check_frame_schema(v);
+        assert_eq!(v["frame"], i as u64);
+        let faces = v["faces"].as_array().unwrap().len();
+        assert_eq!(faces, usize::from(i < 3), "{}", v["source"]);
+    }
+    assert!(lines[0]["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("astronaut.png"));
+}
+
+#[test]
+fn text_format_names_the_expression() {
+    let img = fixture("biden.jpg");
+    let out = edge_fer(&["--format", "text", "--image", img.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("biden.jpg #0: face 1 at"), "{text}");
+    assert!(
+        LABELS.iter().any(|l| text.contains(&format!(": {l} "))),
+        "{text}"
+    );
+}
+
+#[test]
+fn two_faces_in_one_frame_and_max_faces() {
+    // A portrait beside its mirror image makes one 1024x512 frame with two faces.
+    let dir = tempfile::tempdir().unwrap();
+    let a = image::open(fixture("grace_hopper_512x512.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let b = image::imageops::flip_horizontal(&a);
+    let mut both = image::RgbImage::new(1024, 512);
+    image::imageops::replace(&mut both, &a, 0, 0);
+    image::imageops::replace(&mut both, &b, 512, 0);
+    let path = dir.path().join("two.png");
+    both.save(&path).unwrap();
+    let out = edge_fer(&["--image", path.to_str().unwrap()]);
+    let v = &json_lines(&out)[0];
+    check_frame_schema(v);
+    let faces = v["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 2, "{v}");
+    let lefts: HashSet<bool> = faces
+        .iter()
+        .map(|f| f["box"]["left"].as_i64().unwrap() < 512)
+        .collect();
+    assert_eq!(lefts.len(), 2, "one face on each half");
+    let out = edge_fer(&["--max-faces", "1", "--image", path.to_str().unwrap()]);
+    assert_eq!(json_lines(&out)[0]["faces"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn frames_folder_is_processed_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture(LANDSCAPE), dir.path().join("frame_002.jpg")).unwrap();
+    std::fs::copy(
+        fixture("grace_hopper_512x512.jpg"),
+        dir.path().join("frame_001.jpg"),
+    )
+    .unwrap();
+    let out = edge_fer(&["--frames", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("frame_001.jpg"));
+    assert_eq!(lines[0]["faces"].as_array().unwrap().len(), 1);
+    assert_eq!(lines[1]["faces"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_bad_image_is_reported_and_the_others_are_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let truncated = dir.path().join("truncated.jpg");
+    let bytes = std::fs::read(fixture("biden.jpg")).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let text = dir.path().join("notes.png");
+    std::fs::write(&text, "this is not an image\n").unwrap();
+    let good = fixture("grace_hopper_512x512.jpg");
+    let out = edge_fer(&[
+        "--image",
+        truncated.to_str().unwrap(),
+        good.to_str().unwrap(),
+        text.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 3);
+    let err0 = lines[0]["error"]
+        .as_str()
+        .expect("truncated image reported");
+    assert!(
+        err0.contains("truncated.jpg") && err0.contains("truncated JPEG"),
+        "{err0}"
+    );
+    check_frame_schema(&lines[1]);
+    assert_eq!(lines[1]["faces"].as_array().unwrap().len(), 1);
+    let err2 = lines[2]["error"].as_str().unwrap();
+    assert!(
+        err2.contains("notes.png") && err2.contains("not a recognised image format"),
+        "{err2}"
+    );
+    assert!(
+        stderr(&out).contains("2 of 3 frames could not be processed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn missing_image_file_is_reported_by_name() {
+    let out = edge_fer(&["--image", "/nonexistent/face.jpg"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = json_lines(&out)[0]["error"].as_str().unwrap().to_string();
+    assert!(err.contains("/nonexistent/face.jpg"), "{err}");
+}
+
+#[test]
+fn missing_landmark_model_is_a_clear_error() {
+    let img = fixture("biden.jpg");
+    let out = edge_fer(&[
+        "--landmarks-model",
+        "/nonexistent/lm.dat",
+        "--image",
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("landmark model /nonexistent/lm.dat not found"),
+        "{err}"
+    );
+    assert!(err.contains("libdlib-data"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn truncated_onnx_is_a_clear_error() {
+    let (dir, card) = model_copy();
+    let onnx = dir.path().join("model.onnx");
+    let bytes = std::fs::read(&onnx).unwrap();
+    std::fs::write(&onnx, &bytes[..bytes.len() / 2]).unwrap();
+    let img = fixture("biden.jpg");
+    // First as it is: the checksum no longer matches.
+    let out = edge_fer(&[
+        "--model",
+        card.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("checksum mismatch") && err.contains("model.onnx"),
+        "{err}"
+    );
+    // Then with a card that vouches for the truncated file: the parser must refuse it.
+    let sha = edge_fer::checksum::sha256_hex(&bytes[..bytes.len() / 2]);
+    edit_json(&card, |v| v["sha256"] = sha.into());
+    let out = edge_fer(&[
+        "--model",
+        card.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot load model") && err.contains("model.onnx"),
+        "{err}"
+    );
+}
+
+#[test]
+fn card_with_unknown_field_or_missing_labels_is_refused() {
+    let img = fixture("biden.jpg");
+    let (_dir, card) = model_copy();
+    edit_json(&card, |v| v["input"]["colour_space"] = "srgb".into());
+    let out = edge_fer(&[
+        "--model",
+        card.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("unknown field `colour_space`") && err.contains("model.json"),
+        "{err}"
+    );
+
+    let (_dir, card) = model_copy();
+    edit_json(&card, |v| {
+        v.as_object_mut().unwrap().remove("labels");
+    });
+    let out = edge_fer(&[
+        "--model",
+        card.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("missing field `labels`") && err.contains("model.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_frames_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("readme.txt"), "no frames here").unwrap();
+    let out = edge_fer(&["--frames", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("has no image files") && err.contains(dir.path().to_str().unwrap()),
+        "{err}"
+    );
+}
+
+#[test]
+fn absent_camera_names_what_was_found_and_suggests_files() {
+    let out = edge_fer(&["--camera", "97"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no camera with index 97: found"), "{err}");
+    assert!(err.contains("--image"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -1,0 +1,10 @@
+//! Integration tests on real photographs, the real dlib models and the shipped ONNX model.
+//!
+//! - `faces`: detection and landmarks through the library.
+//! - `model`: the shipped model under tract against its onnxruntime reference, and card checks.
+//! - `cli`: the built `edge-fer` binary end to end: output schema, formats, bad input.
+
+mod cli;
+mod faces;
+mod model;
+mod util;

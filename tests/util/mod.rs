@@ -1,0 +1,77 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+use edge_fer::{FaceFinder, FaceFinderConfig};
+
+/// A photo in tests/fixtures/.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A file under the repository root.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The portraits, each with exactly one frontal face.
+pub const PORTRAITS: [&str; 3] = ["astronaut.png", "grace_hopper_512x512.jpg", "biden.jpg"];
+/// A landscape with no face.
+pub const LANDSCAPE: &str = "640px-IceBlockNearJoekullsarlon.jpg";
+
+/// The HOG face finder, loaded once for all tests (loading takes seconds).
+pub fn with_finder<T>(f: impl FnOnce(&FaceFinder) -> T) -> T {
+    static FINDER: OnceLock<Mutex<FaceFinder>> = OnceLock::new();
+    let finder = FINDER.get_or_init(|| {
+        Mutex::new(FaceFinder::load(&FaceFinderConfig::default()).expect("loading dlib models"))
+    });
+    let guard = finder.lock().unwrap_or_else(|e| e.into_inner());
+    f(&guard)
+}
+
+/// Runs the built binary with `args`.
+pub fn edge_fer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edge-fer"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running edge-fer")
+}
+
+/// stdout's lines parsed as JSON.
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A copy of the shipped model folder in a temporary directory, to damage in a test.
+pub fn model_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.json", "model.onnx"] {
+        std::fs::copy(
+            repo("models/fer2013-mini-xception").join(f),
+            dir.path().join(f),
+        )
+        .unwrap();
+    }
+    let card = dir.path().join("model.json");
+    (dir, card)
+}
+
+/// Reads, edits and writes back a JSON file.
+pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
