@@ -74,10 +74,13 @@ pub fn run(
     let (detect_tx, detect_rx_classify) = bounded::<std::result::Result<Detected, FailedFrame>>(2);
     let (result_tx, result_rx) = bounded::<FrameResult>(4);
 
-    // Capture keeps a receiver too, to discard the oldest queued frame of a live source.
-    let detect_rx = capture_rx.clone();
+    let live = source.is_live();
+    // A live source keeps a receiver too, to discard the oldest queued frame. Holding it keeps
+    // the channel open even after detection has stopped, so that case watches the thread instead;
+    // a file source holds none, and its blocking send fails once detection is gone.
+    let stale_rx = live.then(|| capture_rx.clone());
     let detect = spawn("detect", move || {
-        detect_stage(&finder, detect_rx, detect_tx)
+        detect_stage(&finder, capture_rx, detect_tx)
     })?;
     let classify = spawn("classify", move || {
         classify_stage(&classifier, detect_rx_classify, result_tx)
@@ -87,8 +90,7 @@ pub fn run(
 
     let bar = progress_bar(source, config.progress);
     let mut stats = Stats::default();
-    let live = source.is_live();
-    while config.max_frames.is_none_or(|max| stats.frames < max) {
+    while config.max_frames.is_none_or(|max| stats.frames < max) && !detect.is_finished() {
         let Some(next) = source.next_frame() else {
             break;
         };
@@ -98,17 +100,16 @@ pub fn run(
             Ok(frame) => Item::Frame(frame),
             Err(failed) => Item::Failed(failed),
         };
-        let sent = if live {
-            send_dropping_stale(&capture_tx, &capture_rx, item, &mut stats.dropped)
-        } else {
-            capture_tx.send(item).is_ok()
+        let sent = match &stale_rx {
+            Some(rx) => send_dropping_stale(&capture_tx, rx, item, &mut stats.dropped),
+            None => capture_tx.send(item).is_ok(),
         };
         if !sent {
             break; // Downstream has stopped (closed output).
         }
     }
     drop(capture_tx);
-    drop(capture_rx);
+    drop(stale_rx);
     bar.finish_and_clear();
 
     join(detect)?;

@@ -290,3 +290,27 @@ fn absent_camera_names_what_was_found_and_suggests_files() {
     assert!(err.contains("--image"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn closed_output_pipe_ends_the_run_quietly() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    // As in `edge-fer --image ... | head -1`: read one line, then close the pipe.
+    let img = fixture("grace_hopper_512x512.jpg");
+    let mut args = vec!["--image".to_string()];
+    args.extend(std::iter::repeat_n(img.display().to_string(), 40));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-fer"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with('{'), "{first}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}

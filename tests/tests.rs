@@ -2,9 +2,11 @@
 //!
 //! - `faces`: detection and landmarks through the library.
 //! - `model`: the shipped model under tract against its onnxruntime reference, and card checks.
+//! - `pipeline`: the threaded pipeline with a stand-in live camera and with files.
 //! - `cli`: the built `edge-fer` binary end to end: output schema, formats, bad input.
 
 mod cli;
 mod faces;
 mod model;
+mod pipeline;
 mod util;
