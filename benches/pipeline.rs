@@ -25,13 +25,15 @@ fn main() {
     let (mut decode, mut detect, mut landmarks, mut align_t, mut classify) =
         (vec![], vec![], vec![], vec![], vec![]);
     let mut faces_seen = 0;
+    let mut per_frame = vec![0; frames.len()];
     for _ in 0..ROUNDS {
-        for path in &frames {
+        for (i, path) in frames.iter().enumerate() {
             let t = Instant::now();
             let rgb = decode_image(path).expect("decode");
             decode.push(t.elapsed());
             let (faces, times) = finder.find_timed(&rgb);
             detect.push(times.detect);
+            per_frame[i] = faces.len();
             if faces.is_empty() {
                 continue;
             }
@@ -73,6 +75,7 @@ fn main() {
         frames.len()
     );
     println!("machine: {}", machine());
+    println!("faces per frame: {per_frame:?} (astronaut, Grace Hopper, Biden, landscape)");
     println!("stage medians (one thread, {faces_seen} faces):");
     for (name, times) in [
         ("decode (JPEG)", &mut decode),

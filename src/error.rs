@@ -11,7 +11,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read (missing, permissions, I/O).
-    #[error("cannot read {}: {source}", path.display())]
+    // The source is not repeated here: callers print the chain (`{:#}` or [`Error::chain`]).
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -129,11 +130,38 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The message with its causes, joined by `: ` (what `anyhow`'s `{:#}` prints), for places
+    /// that report an error as one string, such as a failed frame's `"error"` field.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_names_the_file_and_the_cause_once() {
+        let e = Error::io(
+            "/x/y.jpg",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert_eq!(e.chain(), "cannot read /x/y.jpg: entity not found");
     }
 }

@@ -234,7 +234,8 @@ fn classify_frame(classifier: &Classifier, detected: Detected) -> FrameResult {
 }
 
 fn failed_result(source: String, index: u64, timestamp_ms: u64, error: &Error) -> FrameResult {
-    tracing::warn!("{error}");
+    let message = error.chain();
+    tracing::warn!("{message}");
     FrameResult {
         source,
         frame: index,
@@ -242,7 +243,7 @@ fn failed_result(source: String, index: u64, timestamp_ms: u64, error: &Error) -
         width: None,
         height: None,
         faces: None,
-        error: Some(error.to_string()),
+        error: Some(message),
     }
 }
 
