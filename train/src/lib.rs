@@ -1,0 +1,10 @@
+//! Training for edge-fer's expression models (LA-Net, Wu & Cui, ICCV 2023).
+//!
+//! This first part holds the data side: one canonical label order ([`data::Expression`]), readers
+//! for the datasets people use (RAF-DB, FERPlus, AffectNet, a folder per label), seeded label-noise
+//! injection that remembers what it flipped, and the progressively balanced sampler. The burn
+//! model, the training loop, evaluation and ONNX export build on it.
+#![warn(missing_docs)]
+
+pub mod data;
+pub mod rng;

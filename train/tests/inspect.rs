@@ -1,0 +1,81 @@
+//! `train inspect` end to end on small datasets the tests write.
+
+use std::process::Command;
+
+fn train(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(args)
+        .output()
+        .expect("running train")
+}
+
+#[test]
+fn folder_dataset_counts_skips_and_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    for (class, n) in [("happy", 30), ("sad", 10), ("bored", 2)] {
+        let sub = dir.path().join(class);
+        std::fs::create_dir_all(&sub).unwrap();
+        for i in 0..n {
+            std::fs::write(sub.join(format!("{i:03}.png")), b"png").unwrap();
+        }
+    }
+    let root = dir.path().to_str().unwrap();
+    let out = train(&[
+        "inspect",
+        "--noise",
+        "asymmetric",
+        "--noise-rate",
+        "0.5",
+        "--seed",
+        "3",
+        "folder",
+        root,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let train_row = stdout.lines().find(|l| l.starts_with("train")).unwrap();
+    let counts: Vec<usize> = train_row
+        .split_whitespace()
+        .skip(1)
+        .map(|c| c.parse().unwrap())
+        .collect();
+    // anger disgust fear happiness sadness surprise neutral
+    assert_eq!(counts, [0, 0, 0, 30, 10, 0, 0]);
+    assert!(stdout.contains("40 samples, 1 skipped"), "{stdout}");
+    let flipped: usize = stdout
+        .lines()
+        .find(|l| l.starts_with("noise"))
+        .and_then(|l| l.split(": ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!((8..=32).contains(&flipped), "{stdout}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("bored") && stderr.contains("not a class name"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dataset_with_nothing_usable_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("EmoLabel")).unwrap();
+    std::fs::write(
+        dir.path().join("EmoLabel/list_patition_label.txt"),
+        "train_1.jpg 12\n",
+    )
+    .unwrap();
+    let out = train(&["inspect", "rafdb", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("no usable samples")
+            && stderr.contains("list_patition_label.txt:1: label \"12\" is not 1-7"),
+        "{stderr}"
+    );
+}
