@@ -7,4 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod landmarks;
+pub mod loss;
+pub mod model;
 pub mod rng;
