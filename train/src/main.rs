@@ -1,5 +1,6 @@
 //! The `train` command. For now: `train inspect`, which reads a dataset the way training will and
-//! reports what it found, what it skipped and why, and what a noise setting would flip.
+//! reports what it found, what it skipped and why, and what a noise setting would flip; and
+//! `train synth`, which writes a synthetic dataset with known landmarks.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,24 @@ enum Command {
         dataset: Dataset,
         #[command(flatten)]
         options: InspectOptions,
+    },
+    /// Write a synthetic dataset: OUT/<class>/<index>.png plus OUT/landmarks.jsonl.
+    Synth {
+        /// Output folder (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Number of faces, cycling through the classes.
+        #[arg(long, default_value_t = 700)]
+        count: u64,
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 112)]
+        size: u32,
+        /// Seed of the stream of faces.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Class set: 7, or 8 with contempt.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u8).range(7..=8))]
+        classes: u8,
     },
 }
 
@@ -76,7 +95,69 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let Command::Inspect { dataset, options } = cli.command;
+    match cli.command {
+        Command::Inspect { dataset, options } => inspect(dataset, options),
+        Command::Synth {
+            out,
+            count,
+            size,
+            seed,
+            classes,
+        } => synth(&out, count, size, seed, classes),
+    }
+}
+
+fn synth(
+    out: &std::path::Path,
+    count: u64,
+    size: u32,
+    seed: u64,
+    classes: u8,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    anyhow::ensure!(
+        size >= 32,
+        "--size {size} is too small to draw a face (at least 32)"
+    );
+    let classes = if classes == 8 {
+        ClassSet::Eight
+    } else {
+        ClassSet::Seven
+    };
+    for name in classes.names() {
+        std::fs::create_dir_all(out.join(name))
+            .with_context(|| format!("creating {}", out.join(name).display()))?;
+    }
+    let list_path = out.join("landmarks.jsonl");
+    let mut list = std::io::BufWriter::new(
+        std::fs::File::create(&list_path)
+            .with_context(|| format!("creating {}", list_path.display()))?,
+    );
+    let bar = indicatif::ProgressBar::new(count);
+    for i in 0..count {
+        let label = Expression::ALL[(i % classes.count() as u64) as usize];
+        let face = train::data::synthetic::generate(seed, i, size, label);
+        let rel = format!("{}/{i:06}.png", label.name());
+        face.image
+            .save(out.join(&rel))
+            .with_context(|| format!("writing {}", out.join(&rel).display()))?;
+        let line = serde_json::json!({ "file": rel, "label": label.name(), "landmarks": face.landmarks.to_vec() });
+        writeln!(list, "{line}").with_context(|| format!("writing {}", list_path.display()))?;
+        bar.inc(1);
+    }
+    list.flush()
+        .with_context(|| format!("writing {}", list_path.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "wrote {count} faces ({} classes, {size}x{size}, seed {seed}) to {}",
+        classes.count(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn inspect(dataset: Dataset, options: InspectOptions) -> anyhow::Result<()> {
     let classes = if options.classes == 8 {
         ClassSet::Eight
     } else {

@@ -14,6 +14,7 @@ pub mod folder;
 pub mod noise;
 pub mod rafdb;
 pub mod sampler;
+pub mod synthetic;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! `train inspect` end to end on small datasets the tests write.
+//! The `train` binary end to end: `inspect` on small datasets the tests write, and `synth`.
 
 use std::process::Command;
 
@@ -77,5 +77,53 @@ fn dataset_with_nothing_usable_is_an_error() {
         stderr.contains("no usable samples")
             && stderr.contains("list_patition_label.txt:1: label \"12\" is not 1-7"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn synth_writes_a_dataset_the_folder_reader_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("synthetic");
+    let run = train(&[
+        "synth",
+        "--out",
+        out.to_str().unwrap(),
+        "--count",
+        "16",
+        "--size",
+        "64",
+        "--seed",
+        "2",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("landmarks.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 16);
+    for line in &lines {
+        assert_eq!(line["landmarks"].as_array().unwrap().len(), 68);
+        let file = out.join(line["file"].as_str().unwrap());
+        assert_eq!(image::image_dimensions(&file).unwrap(), (64, 64));
+        assert!(line["file"]
+            .as_str()
+            .unwrap()
+            .starts_with(line["label"].as_str().unwrap()));
+    }
+    let loaded = train::data::folder::read(
+        &out,
+        train::data::ClassSet::Seven,
+        train::data::Split::Train,
+    )
+    .unwrap();
+    assert_eq!(loaded.samples.len(), 16);
+    assert_eq!(
+        loaded.class_counts(train::data::ClassSet::Seven, None),
+        [3, 3, 2, 2, 2, 2, 2]
     );
 }
