@@ -1,3 +1,5 @@
 //! LA-Net's modules (no loss code here: see [`crate::loss`]).
 
+pub mod lanet;
 pub mod lde;
+pub mod resnet;
