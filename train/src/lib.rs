@@ -11,3 +11,4 @@ pub mod landmarks;
 pub mod loss;
 pub mod model;
 pub mod rng;
+pub mod training;
