@@ -16,13 +16,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::noise::{inject, Noise, NoiseKind};
 use crate::data::sampler::epoch_indices;
-use crate::data::synthetic::generate;
+use crate::data::synthetic::stream;
 use crate::data::Expression;
 use crate::loss::AdaptiveWing;
 use crate::model::lanet::{LaNet, LaNetConfig};
 use crate::model::lde::{HistoryBank, LdeConfig};
 use crate::training::{
-    cross_entropy, make_batch, train_step, Batch, BatchItem, StepConfig, TrainModel,
+    cross_entropy, make_batch, synthetic_items, train_step, Batch, StepConfig, TrainModel,
 };
 
 /// Which method trains the backbone.
@@ -132,26 +132,10 @@ fn prepare(count: u64, seed: u64, size: u32, device: &Device) -> Result<Prepared
     let card =
         edge_fer::ModelCard::from_json(edge_fer::classify::BUILTIN_CARD, Path::new("builtin"))
             .map_err(|e| e.to_string())?;
-    let faces: Vec<_> = (0..count)
-        .map(|i| {
-            generate(
-                seed,
-                i,
-                (size * 3 / 2).max(64),
-                Expression::ALL[(i % 7) as usize],
-            )
-        })
+    let faces: Vec<_> = stream(seed, (size * 3 / 2).max(64), 7)
+        .take(count as usize)
         .collect();
-    let items: Vec<BatchItem<'_>> = faces
-        .iter()
-        .enumerate()
-        .map(|(i, f)| BatchItem {
-            image: &f.image,
-            landmarks: &f.landmarks,
-            label: f.label.index(),
-            index: i,
-        })
-        .collect();
+    let items = synthetic_items(&faces);
     let batch = make_batch(&items, &card.alignment, size, device)?;
     Ok(Prepared {
         labels: batch.labels.clone(),

@@ -231,9 +231,9 @@ fn synth(
             .with_context(|| format!("creating {}", list_path.display()))?,
     );
     let bar = indicatif::ProgressBar::new(count);
-    for i in 0..count {
-        let label = Expression::ALL[(i % classes.count() as u64) as usize];
-        let face = train::data::synthetic::generate(seed, i, size, label);
+    let faces = train::data::synthetic::stream(seed, size, classes.count()).take(count as usize);
+    for (i, face) in faces.enumerate() {
+        let label = face.label;
         let rel = format!("{}/{i:06}.png", label.name());
         face.image
             .save(out.join(&rel))

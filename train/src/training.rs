@@ -63,6 +63,20 @@ pub struct BatchItem<'a> {
     pub index: usize,
 }
 
+/// Batch items for synthetic faces, with their position as dataset index.
+pub fn synthetic_items(faces: &[crate::data::synthetic::SyntheticFace]) -> Vec<BatchItem<'_>> {
+    faces
+        .iter()
+        .enumerate()
+        .map(|(i, f)| BatchItem {
+            image: &f.image,
+            landmarks: &f.landmarks,
+            label: f.label.index(),
+            index: i,
+        })
+        .collect()
+}
+
 /// Builds a batch of `size` x `size` crops aligned to `alignment`.
 ///
 /// # Errors
@@ -203,27 +217,15 @@ pub fn train_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::synthetic::generate;
-    use crate::data::Expression;
+    use crate::data::synthetic::stream;
     use crate::model::lanet::LaNetConfig;
 
     #[test]
     fn steps_on_one_batch_reduce_the_loss() {
         let device = Device::flex().autodiff();
         device.seed(3);
-        let faces: Vec<_> = (0..16)
-            .map(|i| generate(11, i, 96, Expression::ALL[(i % 7) as usize]))
-            .collect();
-        let items: Vec<BatchItem<'_>> = faces
-            .iter()
-            .enumerate()
-            .map(|(i, f)| BatchItem {
-                image: &f.image,
-                landmarks: &f.landmarks,
-                label: f.label.index(),
-                index: i,
-            })
-            .collect();
+        let faces: Vec<_> = stream(11, 96, 7).take(16).collect();
+        let items = synthetic_items(&faces);
         let card = edge_fer::ModelCard::from_json(
             edge_fer::classify::BUILTIN_CARD,
             std::path::Path::new("builtin"),

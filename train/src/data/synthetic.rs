@@ -165,6 +165,19 @@ pub fn generate(seed: u64, index: u64, size: u32, label: Expression) -> Syntheti
     }
 }
 
+/// Faces `0, 1, 2, ...` of the stream fixed by `seed`, labels cycling through the first `classes`
+/// expressions in canonical order (a balanced set).
+pub fn stream(seed: u64, size: u32, classes: usize) -> impl Iterator<Item = SyntheticFace> {
+    (0u64..).map(move |i| {
+        generate(
+            seed,
+            i,
+            size,
+            Expression::ALL[(i % classes as u64) as usize],
+        )
+    })
+}
+
 /// The 68 points in the unit face frame (face width ~1, centred between the eyes and the mouth).
 fn face_points(
     s: &Shape,

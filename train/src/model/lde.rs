@@ -84,13 +84,7 @@ impl PairScorer {
 /// `features` `[N, D]` -> mask `[N, N]`.
 pub fn knn_mask(features: &Tensor<2>, k: usize) -> Tensor<2> {
     let [n, d] = features.dims();
-    let x: Vec<f32> = features
-        .clone()
-        .detach()
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap_or_default();
+    let x = host_values(features);
     let norms: Vec<f32> = x
         .chunks(d)
         .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12))
@@ -114,6 +108,16 @@ pub fn knn_mask(features: &Tensor<2>, k: usize) -> Tensor<2> {
         }
     }
     Tensor::from_data(TensorData::new(mask, [n, n]), &features.device())
+}
+
+/// A float tensor's values on the host, row-major, detached from any graph.
+fn host_values(t: &Tensor<2>) -> Vec<f32> {
+    t.clone()
+        .detach()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("a float tensor converts to f32 values")
 }
 
 /// Masked, row-normalised pair weights `w_ij = (s_ij m_ij + eps/N) / (sum_j s_ij m_ij + eps)`.
@@ -262,13 +266,7 @@ impl HistoryBank {
     /// Overwrites the batch's rows with `targets` (detached); with duplicate indices the last wins.
     pub fn update(&mut self, indices: &[usize], targets: &Tensor<2>) {
         let c = self.classes;
-        let values: Vec<f32> = targets
-            .clone()
-            .detach()
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
+        let values = host_values(targets);
         for (row, &i) in indices.iter().enumerate() {
             self.rows[i * c..(i + 1) * c].copy_from_slice(&values[row * c..(row + 1) * c]);
         }
