@@ -65,6 +65,12 @@ enum Command {
         /// Seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Weight of the landmark (Adaptive Wing) loss.
+        #[arg(long, default_value_t = 1.0)]
+        landmark_weight: f64,
+        /// Weight of the KL loss to the LDE targets.
+        #[arg(long, default_value_t = 1.0)]
+        kl_weight: f64,
     },
     /// Write a synthetic dataset: OUT/<class>/<index>.png plus OUT/landmarks.jsonl.
     Synth {
@@ -163,6 +169,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             batch,
             lr,
             seed,
+            landmark_weight,
+            kl_weight,
         } => {
             let config = train::fit::FitConfig {
                 method: match method {
@@ -187,6 +195,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 batch,
                 lr,
                 seed,
+                landmark_weight,
+                kl_weight,
                 ..Default::default()
             };
             let device = burn::prelude::Device::flex().autodiff();
