@@ -123,12 +123,17 @@ pub struct FitSummary {
 }
 
 /// Prepared (aligned, normalised) faces with their targets, all in memory.
-struct Prepared {
+pub(crate) struct Prepared {
     batch: Batch,
-    labels: Vec<usize>,
+    pub(crate) labels: Vec<usize>,
 }
 
-fn prepare(count: u64, seed: u64, size: u32, device: &Device) -> Result<Prepared, String> {
+pub(crate) fn prepare(
+    count: u64,
+    seed: u64,
+    size: u32,
+    device: &Device,
+) -> Result<Prepared, String> {
     let card =
         edge_fer::ModelCard::from_json(edge_fer::classify::BUILTIN_CARD, Path::new("builtin"))
             .map_err(|e| e.to_string())?;
@@ -160,10 +165,21 @@ fn select(p: &Prepared, rows: &[usize], labels: &[usize], device: &Device) -> Ba
     }
 }
 
-/// Accuracy of `net` on the prepared faces, batched.
-fn accuracy(net: &LaNet, p: &Prepared, batch: usize, device: &Device) -> f64 {
+/// The clean test set of a run: a different stream of faces than training.
+pub(crate) fn test_set(config: &FitConfig, device: &Device) -> Result<Prepared, String> {
+    prepare(
+        config.test_faces,
+        config.seed ^ 0x7E57,
+        config.input_size,
+        device,
+    )
+}
+
+/// Predicted classes of `net` on the prepared faces, batched (pass a `valid()` module so
+/// BatchNorm uses its running statistics).
+pub(crate) fn predict(net: &LaNet, p: &Prepared, batch: usize, device: &Device) -> Vec<usize> {
     let n = p.labels.len();
-    let mut correct = 0;
+    let mut out = Vec::with_capacity(n);
     for start in (0..n).step_by(batch.max(1)) {
         let rows: Vec<usize> = (start..(start + batch).min(n)).collect();
         let b = select(p, &rows, &p.labels, device);
@@ -172,14 +188,17 @@ fn accuracy(net: &LaNet, p: &Prepared, batch: usize, device: &Device) -> f64 {
             .argmax(1)
             .into_data()
             .convert::<i64>();
-        let pred: Vec<i64> = pred.try_to_vec::<i64>().unwrap_or_default();
-        correct += pred
-            .iter()
-            .zip(&b.labels)
-            .filter(|(p, l)| **p as usize == **l)
-            .count();
+        let pred: Vec<i64> = pred.try_to_vec::<i64>().expect("argmax gives integers");
+        out.extend(pred.into_iter().map(|v| v as usize));
     }
-    correct as f64 / n.max(1) as f64
+    out
+}
+
+/// Accuracy of `net` on the prepared faces.
+fn accuracy(net: &LaNet, p: &Prepared, batch: usize, device: &Device) -> f64 {
+    let pred = predict(net, p, batch, device);
+    let correct = pred.iter().zip(&p.labels).filter(|(a, b)| a == b).count();
+    correct as f64 / p.labels.len().max(1) as f64
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
@@ -214,13 +233,7 @@ pub fn fit(config: &FitConfig, out: &Path, device: &Device) -> Result<FitSummary
     .map_err(|e| io(&config_path, e))?;
 
     let train = prepare(config.train_faces, config.seed, config.input_size, device)?;
-    // A different stream of faces for the clean test set.
-    let test = prepare(
-        config.test_faces,
-        config.seed ^ 0x7E57,
-        config.input_size,
-        device,
-    )?;
+    let test = test_set(config, device)?;
     let clean: Vec<Expression> = train.labels.iter().map(|&l| Expression::ALL[l]).collect();
     let noisy = match &config.noise {
         None => inject(
@@ -325,7 +338,7 @@ pub fn fit(config: &FitConfig, out: &Path, device: &Device) -> Result<FitSummary
             ce: sums[1] / n,
             landmark: sums[2] / n,
             kl: sums[3] / n,
-            test_accuracy: accuracy(&model.net, &test, config.batch, device),
+            test_accuracy: accuracy(&model.net.valid(), &test, config.batch, device),
             lr: epoch_lr,
         };
         writeln!(
@@ -387,37 +400,48 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let device = Device::flex().autodiff();
         let config = FitConfig {
-            train_faces: 140,
+            train_faces: 210,
             test_faces: 70,
             input_size: 64,
             width: 8,
-            epochs: 3,
+            epochs: 6,
             batch: 35,
             lr: 3e-3,
             k: 4,
             ..FitConfig::default()
         };
         let summary = fit(&config, dir.path(), &device).unwrap();
-        assert_eq!(summary.epochs.len(), 3);
+        assert_eq!(summary.epochs.len(), 6);
         let lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
-        assert_eq!(lines.lines().count(), 3);
-        for e in 1..=3 {
+        assert_eq!(lines.lines().count(), 6);
+        for e in 1..=6 {
             assert!(dir.path().join(format!("checkpoint-{e:03}.bpk")).is_file());
         }
         let saved: FitConfig =
             serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
                 .unwrap();
-        assert_eq!(saved.epochs, 3);
+        assert_eq!(saved.epochs, 6);
         assert!(
-            summary.epochs[2].loss < summary.epochs[0].loss,
+            summary.epochs[5].loss < summary.epochs[0].loss,
             "{:?}",
             summary.epochs
         );
-        // Well above chance (1/7) after three short epochs on clean synthetic faces.
+        // Well above chance (1/7) after six short epochs on clean synthetic faces.
         assert!(summary.test_accuracy > 0.3, "{:?}", summary.epochs);
+        // The last checkpoint loads back into a fresh model and scores exactly as in training.
+        let report = crate::eval::evaluate(dir.path(), &Device::flex()).unwrap();
+        assert!(report.checkpoint.ends_with("checkpoint-006.bpk"));
+        assert!(
+            (report.accuracy - summary.test_accuracy).abs() < 1e-9,
+            "{} vs {}",
+            report.accuracy,
+            summary.test_accuracy
+        );
+        assert_eq!(report.confusion.iter().flatten().sum::<usize>(), 70);
+        assert!(dir.path().join("confusion.csv").is_file());
         // Seeded: the same config gives the same run.
         let again = fit(&config, dir.path(), &device).unwrap();
         assert_eq!(again.test_accuracy, summary.test_accuracy);
-        assert_eq!(again.epochs[2].loss, summary.epochs[2].loss);
+        assert_eq!(again.epochs[5].loss, summary.epochs[5].loss);
     }
 }

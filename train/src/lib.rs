@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod eval;
 pub mod fit;
 pub mod landmarks;
 pub mod loss;

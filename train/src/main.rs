@@ -9,6 +9,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use train::data::noise::{inject, Noise, NoiseKind};
 use train::data::{affectnet, ferplus, folder, rafdb, ClassSet, Expression, Loaded, Split};
 
+/// `println!` that ends quietly on a closed stdout (`train eval ... | head`) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("train: writing standard output: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 /// Train expression models for edge-fer.
 #[derive(Debug, Parser)]
 #[command(name = "train", version, about)]
@@ -71,6 +85,12 @@ enum Command {
         /// Weight of the KL loss to the LDE targets.
         #[arg(long, default_value_t = 1.0)]
         kl_weight: f64,
+    },
+    /// Evaluate a run's newest checkpoint on its clean test set; writes RUN/confusion.csv.
+    Eval {
+        /// The run's output folder (as given to `fit --out`).
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
     },
     /// Write a synthetic dataset: OUT/<class>/<index>.png plus OUT/landmarks.jsonl.
     Synth {
@@ -156,6 +176,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             classes,
         } => synth(&out, count, size, seed, classes),
+        Command::Eval { run } => {
+            let report = train::eval::evaluate(&run, &burn::prelude::Device::flex())
+                .map_err(anyhow::Error::msg)?;
+            outln!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Fit {
             out,
             method,
@@ -202,11 +228,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let device = burn::prelude::Device::flex().autodiff();
             let summary = train::fit::fit(&config, &out, &device).map_err(anyhow::Error::msg)?;
             for e in &summary.epochs {
-                println!("epoch {:>3}  loss {:.4}  ce {:.4}  landmark {:.4}  kl {:.4}  test accuracy {:.3}", e.epoch, e.loss, e.ce, e.landmark, e.kl, e.test_accuracy);
+                outln!("epoch {:>3}  loss {:.4}  ce {:.4}  landmark {:.4}  kl {:.4}  test accuracy {:.3}", e.epoch, e.loss, e.ce, e.landmark, e.kl, e.test_accuracy);
             }
-            println!(
+            outln!(
                 "final clean test accuracy {:.3} ({} training labels flipped)",
-                summary.test_accuracy, summary.flipped
+                summary.test_accuracy,
+                summary.flipped
             );
             Ok(())
         }
@@ -255,7 +282,7 @@ fn synth(
     list.flush()
         .with_context(|| format!("writing {}", list_path.display()))?;
     bar.finish_and_clear();
-    println!(
+    outln!(
         "wrote {count} faces ({} classes, {size}x{size}, seed {seed}) to {}",
         classes.count(),
         out.display()
@@ -295,7 +322,7 @@ fn inspect(dataset: Dataset, options: InspectOptions) -> anyhow::Result<()> {
             seed: options.seed,
         };
         let noisy = inject(&train, classes.count(), &noise).map_err(anyhow::Error::msg)?;
-        println!(
+        outln!(
             "noise {:?} at {} (seed {}): {} of {} training labels flipped",
             noise.kind,
             noise.rate,
@@ -315,7 +342,7 @@ fn report(loaded: &Loaded, classes: ClassSet) {
     if loaded.skipped.len() > SHOWN {
         eprintln!("... and {} more skipped", loaded.skipped.len() - SHOWN);
     }
-    println!(
+    outln!(
         "{:<10} {}",
         "split",
         classes
@@ -331,7 +358,7 @@ fn report(loaded: &Loaded, classes: ClassSet) {
     ] {
         let counts = loaded.class_counts(classes, Some(split));
         if counts.iter().sum::<usize>() > 0 {
-            println!(
+            outln!(
                 "{name:<10} {}",
                 counts
                     .iter()
@@ -340,7 +367,7 @@ fn report(loaded: &Loaded, classes: ClassSet) {
             );
         }
     }
-    println!(
+    outln!(
         "{} samples, {} skipped",
         loaded.samples.len(),
         loaded.skipped.len()

@@ -127,3 +127,17 @@ fn synth_writes_a_dataset_the_folder_reader_reads() {
         [3, 3, 2, 2, 2, 2, 2]
     );
 }
+
+#[test]
+fn eval_of_a_folder_without_checkpoints_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = train(&["eval", "--run", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("has no checkpoint-NNN.bpk")
+            && stderr.contains(dir.path().to_str().unwrap()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
