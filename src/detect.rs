@@ -188,7 +188,7 @@ impl FaceFinder {
         }
         .to_vec();
         // Largest first, and only those we keep get landmarks.
-        rects.sort_by_key(|r| std::cmp::Reverse((r.right - r.left) * (r.bottom - r.top)));
+        rects.sort_by_key(|r| std::cmp::Reverse(face_box(r).area()));
         rects.truncate(self.max_faces);
         let detected = Instant::now();
         let faces = rects

@@ -58,8 +58,8 @@ pub struct FitConfig {
     pub lr: f64,
     /// Seed of data, noise and sampling.
     pub seed: u64,
-    /// Label noise: `symmetric` or `asymmetric`, and its rate.
-    pub noise: Option<(String, f64)>,
+    /// Label noise on the training labels: its kind and rate.
+    pub noise: Option<(NoiseKind, f64)>,
     /// LDE neighbours.
     pub k: usize,
     /// LDE history weight.
@@ -235,37 +235,17 @@ pub fn fit(config: &FitConfig, out: &Path, device: &Device) -> Result<FitSummary
     let train = prepare(config.train_faces, config.seed, config.input_size, device)?;
     let test = test_set(config, device)?;
     let clean: Vec<Expression> = train.labels.iter().map(|&l| Expression::ALL[l]).collect();
-    let noisy = match &config.noise {
-        None => inject(
-            &clean,
-            7,
-            &Noise {
-                kind: NoiseKind::Symmetric,
-                rate: 0.0,
-                seed: config.seed,
-            },
-        )?,
-        Some((kind, rate)) => {
-            let kind = match kind.as_str() {
-                "symmetric" => NoiseKind::Symmetric,
-                "asymmetric" => NoiseKind::Asymmetric,
-                other => {
-                    return Err(format!(
-                        "noise {other:?} is neither symmetric nor asymmetric"
-                    ))
-                }
-            };
-            inject(
-                &clean,
-                7,
-                &Noise {
-                    kind,
-                    rate: *rate,
-                    seed: config.seed,
-                },
-            )?
-        }
-    };
+    // No noise is noise at rate 0: every run records its (possibly empty) flips the same way.
+    let (kind, rate) = config.noise.unwrap_or((NoiseKind::Symmetric, 0.0));
+    let noisy = inject(
+        &clean,
+        7,
+        &Noise {
+            kind,
+            rate,
+            seed: config.seed,
+        },
+    )?;
     let labels: Vec<usize> = noisy.labels.iter().map(|e| e.index()).collect();
 
     // Initial weights come from the device's generator: seed it so a run is reproducible.
@@ -297,13 +277,15 @@ pub fn fit(config: &FitConfig, out: &Path, device: &Device) -> Result<FitSummary
     let bar = indicatif::ProgressBar::new(total_steps as u64);
     let mut epochs = Vec::new();
     let mut step = 0usize;
+    // Linear decay from the initial rate to 0 over the whole run.
+    let lr_at = |step: usize| config.lr * (1.0 - step as f64 / total_steps as f64);
     for epoch in 0..config.epochs {
         let order = epoch_indices(&labels, 7, epoch, config.epochs, config.seed);
-        let epoch_lr = config.lr * (1.0 - step as f64 / total_steps as f64);
+        let epoch_lr = lr_at(step);
         let mut sums = [0.0f32; 4];
         let mut batches = 0;
         for rows in order.chunks(config.batch) {
-            let lr = config.lr * (1.0 - step as f64 / total_steps as f64);
+            let lr = lr_at(step);
             let step_config = StepConfig {
                 landmark_weight,
                 kl_weight,

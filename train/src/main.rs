@@ -156,6 +156,15 @@ enum NoiseArg {
     Asymmetric,
 }
 
+impl From<NoiseArg> for NoiseKind {
+    fn from(n: NoiseArg) -> Self {
+        match n {
+            NoiseArg::Symmetric => NoiseKind::Symmetric,
+            NoiseArg::Asymmetric => NoiseKind::Asymmetric,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -203,16 +212,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     MethodArg::Lanet => train::fit::Method::Lanet,
                     MethodArg::Ce => train::fit::Method::Ce,
                 },
-                noise: noise.map(|n| {
-                    (
-                        match n {
-                            NoiseArg::Symmetric => "symmetric",
-                            NoiseArg::Asymmetric => "asymmetric",
-                        }
-                        .to_string(),
-                        noise_rate,
-                    )
-                }),
+                noise: noise.map(|n| (NoiseKind::from(n), noise_rate)),
                 epochs,
                 train_faces,
                 test_faces,
@@ -314,10 +314,7 @@ fn inspect(dataset: Dataset, options: InspectOptions) -> anyhow::Result<()> {
             .map(|s| s.label)
             .collect();
         let noise = Noise {
-            kind: match kind {
-                NoiseArg::Symmetric => NoiseKind::Symmetric,
-                NoiseArg::Asymmetric => NoiseKind::Asymmetric,
-            },
+            kind: NoiseKind::from(kind),
             rate: options.noise_rate,
             seed: options.seed,
         };

@@ -12,7 +12,8 @@ use super::Expression;
 use crate::rng::SplitMix64;
 
 /// Which noise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NoiseKind {
     /// Uniform over the other classes.
     Symmetric,
