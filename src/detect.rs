@@ -213,6 +213,32 @@ impl FaceFinder {
     }
 }
 
+impl FaceFinder {
+    /// Fits the 68 landmarks inside a given box, without detecting: for faces whose box is
+    /// already known (a dataset's annotation, an aligned crop, a tracked face).
+    pub fn landmarks_in(&self, frame: &RgbImage, bbox: FaceBox) -> Landmarks {
+        let (w, h) = frame.dimensions();
+        let mut points = [[0.0f32; 2]; 68];
+        if w == 0 || h == 0 {
+            return Landmarks(points);
+        }
+        // SAFETY: as in find_timed.
+        let matrix = unsafe { ImageMatrix::new(w as usize, h as usize, frame.as_raw().as_ptr()) };
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+        let rect = dlib_face_recognition::Rectangle {
+            left: bbox.left as _,
+            top: bbox.top as _,
+            right: bbox.right as _,
+            bottom: bbox.bottom as _,
+        };
+        let shape = self.predictor.face_landmarks(&matrix, &rect);
+        for (dst, p) in points.iter_mut().zip(shape.iter()) {
+            *dst = [p.x() as f32, p.y() as f32];
+        }
+        Landmarks(points)
+    }
+}
+
 /// Time spent in each part of [`FaceFinder::find_timed`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StageTimes {

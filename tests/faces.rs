@@ -75,3 +75,25 @@ fn cnn_detector_agrees_with_hog_on_a_portrait() {
         "{c1:?} vs {c2:?}"
     );
 }
+
+#[test]
+fn landmarks_in_the_detected_box_equal_the_detectors_own() {
+    // Fitting in a known box is the same predictor run: in the detector's box it reproduces the
+    // detector's landmarks exactly, and in a box shifted by 6 px the points follow the shift.
+    let img = decode_image(&fixture(PORTRAITS[0])).unwrap();
+    let face = with_finder(|f| f.find(&img)).remove(0);
+    let again = with_finder(|f| f.landmarks_in(&img, face.bbox));
+    assert_eq!(again, face.landmarks);
+    let mut shifted = face.bbox;
+    shifted.left += 6;
+    shifted.right += 6;
+    let moved = with_finder(|f| f.landmarks_in(&img, shifted));
+    let dx: f32 = (0..68)
+        .map(|k| moved.0[k][0] - face.landmarks.0[k][0])
+        .sum::<f32>()
+        / 68.0;
+    assert!(
+        dx.abs() < 6.0,
+        "the fit follows the face, not the box: {dx}"
+    );
+}

@@ -1,6 +1,8 @@
 //! Evaluation of a finished run: rebuild the model from the run's `config.json`, load its newest
 //! checkpoint, and report accuracy, per-class accuracy, mean class accuracy and the confusion
-//! matrix (also written as `confusion.csv` beside the checkpoints).
+//! matrix (also written as `confusion.csv` and `confusion.png` beside the checkpoints), and for
+//! LA-Net runs how many flipped labels the learned distributions recovered and, with annotator
+//! votes, their Jensen-Shannon divergence from them.
 
 use std::path::{Path, PathBuf};
 
@@ -8,9 +10,10 @@ use burn::module::Module;
 use burn::prelude::*;
 use serde::Serialize;
 
-use crate::data::ClassSet;
-use crate::fit::{predict, test_set, FitConfig};
-use crate::model::lanet::{LaNet, LaNetConfig};
+use crate::data::Expression;
+use crate::fit::{datasets, learned_distributions, noisy_labels, predict, FitConfig, Method};
+use crate::model::lanet::LaNet;
+use crate::plot::confusion_png;
 
 /// What `evaluate` reports.
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +28,11 @@ pub struct EvalReport {
     pub mean_class_accuracy: f64,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<usize>>,
+    /// For LA-Net runs: flipped labels the learned distributions recovered.
+    pub recovery: Option<Recovery>,
+    /// For data with annotator votes (FERPlus): mean Jensen-Shannon divergence between the
+    /// learned distributions and the votes.
+    pub js_divergence: Option<f64>,
 }
 
 /// The newest `checkpoint-NNN.bpk` in `dir`.
@@ -51,40 +59,48 @@ pub fn latest_checkpoint(dir: &Path) -> Result<PathBuf, String> {
 pub fn load_model(
     dir: &Path,
     checkpoint: &Path,
+    classes: usize,
     device: &Device,
 ) -> Result<(FitConfig, LaNet), String> {
-    let config_path = dir.join("config.json");
-    let text =
-        std::fs::read(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let config: FitConfig =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let config = FitConfig::load(dir)?;
     let bytes = std::fs::read(checkpoint).map_err(|e| format!("{}: {e}", checkpoint.display()))?;
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| format!("{}: not a readable checkpoint: {e}", checkpoint.display()))?;
-    let net = LaNetConfig::new()
-        .with_width(config.width)
-        .with_blocks(config.blocks)
-        .init(device);
+    let net = config.lanet(classes).init(device);
     let net = net.try_load_record(record).map_err(|e| {
         format!(
             "{}: does not match {}: {e}",
             checkpoint.display(),
-            config_path.display()
+            dir.join("config.json").display()
         )
     })?;
     Ok((config, net))
 }
 
-/// Evaluates the newest checkpoint of the run in `dir` on its clean test set.
+/// How well the learned label distributions undid the injected noise.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    /// Training labels the noise flipped.
+    pub flipped: usize,
+    /// Of those, how many have their clean label as the learned distribution's argmax.
+    pub recovered: usize,
+    /// Of the labels not flipped, how many the learned distribution moved away from.
+    pub lost: usize,
+}
+
+/// Evaluates the newest checkpoint of the run in `dir` on its clean test set, and, for LA-Net
+/// runs, its learned label distributions against the truth.
 ///
 /// # Errors
-/// As [`load_model`], or if `confusion.csv` cannot be written.
+/// As [`load_model`], or if `confusion.csv`/`confusion.png` cannot be written.
 pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
     let checkpoint = latest_checkpoint(dir)?;
-    let (config, net) = load_model(dir, &checkpoint, device)?;
-    let test = test_set(&config, device)?;
-    let pred = predict(&net.valid(), &test, config.batch, device);
-    let k = ClassSet::Seven.count();
+    let config = FitConfig::load(dir)?;
+    let (train, test) = datasets(&config)?;
+    let k = test.classes;
+    let (_, net) = load_model(dir, &checkpoint, k, device)?;
+    let pred = predict(&net.valid(), &test, config.batch, device)?;
+    let names: Vec<&str> = Expression::ALL[..k].iter().map(|e| e.name()).collect();
     let mut confusion = vec![vec![0usize; k]; k];
     for (&t, &p) in test.labels.iter().zip(&pred) {
         confusion[t][p.min(k - 1)] += 1;
@@ -95,22 +111,99 @@ pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
         .map(|(c, row)| row[c] as f64 / row.iter().sum::<usize>().max(1) as f64)
         .collect();
     let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
-    let mut csv = format!("true\\predicted,{}\n", ClassSet::Seven.names().join(","));
+    let mut csv = format!("true\\predicted,{}\n", names.join(","));
     for (c, row) in confusion.iter().enumerate() {
         let cells: Vec<String> = row.iter().map(|n| n.to_string()).collect();
-        csv.push_str(&format!(
-            "{},{}\n",
-            ClassSet::Seven.names()[c],
-            cells.join(",")
-        ));
+        csv.push_str(&format!("{},{}\n", names[c], cells.join(",")));
     }
     let csv_path = dir.join("confusion.csv");
     std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
+    let png_path = dir.join("confusion.png");
+    confusion_png(&confusion, &names)
+        .save(&png_path)
+        .map_err(|e| format!("{}: {e}", png_path.display()))?;
+
+    // The history bank only learns under LA-Net; a CE run's bank is its one-hot labels.
+    let (recovery, js) = if config.method == Method::Lanet {
+        let bank = learned_distributions(dir)?;
+        let noisy = noisy_labels(&config, &train)?;
+        let mut r = Recovery {
+            flipped: 0,
+            recovered: 0,
+            lost: 0,
+        };
+        for (i, row) in bank.chunks(k).enumerate() {
+            let best = argmax(row);
+            let clean = train.labels[i];
+            if noisy.flipped(i) {
+                r.flipped += 1;
+                r.recovered += usize::from(best == clean);
+            } else {
+                r.lost += usize::from(best != clean);
+            }
+        }
+        let js = train.votes.as_ref().map(|votes| {
+            let total: f64 = votes
+                .iter()
+                .zip(bank.chunks(k))
+                .map(|(v, row)| js_divergence(row, v))
+                .sum();
+            total / votes.len().max(1) as f64
+        });
+        (Some(r), js)
+    } else {
+        (None, None)
+    };
     Ok(EvalReport {
         checkpoint,
         accuracy: correct as f64 / test.labels.len().max(1) as f64,
         mean_class_accuracy: per_class.iter().sum::<f64>() / k as f64,
         per_class,
         confusion,
+        recovery,
+        js_divergence: js,
     })
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+        .0
+}
+
+/// Jensen-Shannon divergence (natural log, so at most ln 2) between two distributions, each
+/// renormalised to sum 1 first.
+pub fn js_divergence(p: &[f32], q: &[f32]) -> f64 {
+    let norm = |v: &[f32]| {
+        let s: f64 = v.iter().map(|&x| f64::from(x.max(0.0))).sum();
+        v.iter()
+            .map(|&x| f64::from(x.max(0.0)) / s.max(1e-12))
+            .collect::<Vec<f64>>()
+    };
+    let (p, q) = (norm(p), norm(q));
+    let kl = |a: &[f64], m: &[f64]| -> f64 {
+        a.iter()
+            .zip(m)
+            .filter(|(x, _)| **x > 0.0)
+            .map(|(x, y)| x * (x / y).ln())
+            .sum()
+    };
+    let m: Vec<f64> = p.iter().zip(&q).map(|(a, b)| 0.5 * (a + b)).collect();
+    0.5 * kl(&p, &m) + 0.5 * kl(&q, &m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn js_divergence_by_hand() {
+        // Identical: 0. Disjoint: ln 2. p = (1, 0), q = (1/2, 1/2): m = (3/4, 1/4),
+        // KL(p||m) = ln(4/3), KL(q||m) = 1/2 ln(2/3) + 1/2 ln 2, JS = half their sum.
+        assert!(js_divergence(&[0.3, 0.7], &[3.0, 7.0]).abs() < 1e-12);
+        assert!((js_divergence(&[1.0, 0.0], &[0.0, 1.0]) - 2f64.ln()).abs() < 1e-12);
+        let want = 0.5 * (4f64 / 3.0).ln() + 0.25 * ((2f64 / 3.0).ln() + 2f64.ln());
+        assert!((js_divergence(&[1.0, 0.0], &[0.5, 0.5]) - want).abs() < 1e-12);
+    }
 }

@@ -1,28 +1,34 @@
-//! The training loop on synthetic data: prepare once, then epochs of balanced batches with a
-//! linearly decaying learning rate, a metrics line and a checkpoint per epoch, and clean-test
-//! accuracy.
+//! The training loop: epochs of progressively balanced, augmented batches with a linearly
+//! decaying learning rate; after each epoch a metrics line, the backbone's checkpoint and the full
+//! resumable state; clean-test accuracy throughout.
 //!
-//! Faces are aligned and normalised once up front (the in-memory equivalent of `train prepare`);
-//! batches gather rows of the prepared tensors. Label noise, if any, is applied to the training
-//! labels only, and the run records which labels it flipped.
+//! Data are either synthetic faces (aligned in memory with the runtime's alignment, the
+//! equivalent of `train prepare`) or a cache written by `train prepare`. Label noise, if any, is
+//! applied to the training labels only, and the run can always recompute which labels it flipped.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use serde::{Deserialize, Serialize};
 
-use crate::data::noise::{inject, Noise, NoiseKind};
+use crate::augment::{Augment, Plan};
+use crate::data::noise::{inject, Noise, NoiseKind, NoisyLabels};
 use crate::data::sampler::epoch_indices;
 use crate::data::synthetic::stream;
 use crate::data::Expression;
 use crate::loss::AdaptiveWing;
 use crate::model::lanet::{LaNet, LaNetConfig};
 use crate::model::lde::{HistoryBank, LdeConfig};
+use crate::model::moco::{Heads, MomentumEncoder, Queue};
+use crate::prepare::Cache;
+use crate::rng::SplitMix64;
+use crate::state::{f32_bytes, f32_values, newest_good, state_files, state_path, Sections};
 use crate::training::{
-    cross_entropy, make_batch, synthetic_items, train_step, Batch, StepConfig, TrainModel,
+    align_face, cross_entropy, make_batch, train_step, AlignedFace, Batch, Contrast, StepConfig,
+    StepLosses, TrainModel,
 };
 
 /// Which method trains the backbone.
@@ -31,15 +37,22 @@ use crate::training::{
 pub enum Method {
     /// Plain cross-entropy (the baseline).
     Ce,
-    /// LA-Net: CE + landmark heatmaps + KL to the label-distribution targets.
+    /// LA-Net: CE + landmark heatmaps + KL to the label-distribution targets + the
+    /// expression-landmark contrastive loss.
     Lanet,
 }
 
 /// Everything a run depends on; saved as `config.json` in the output folder.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FitConfig {
     /// Training method.
     pub method: Method,
+    /// A cache written by `train prepare`; synthetic faces when absent.
+    pub data: Option<PathBuf>,
+    /// Where the clean test faces come from: another cache; when absent, the `test` (or else
+    /// `val`) split of `data`.
+    pub test_data: Option<PathBuf>,
     /// Synthetic training faces.
     pub train_faces: u64,
     /// Synthetic clean test faces.
@@ -48,7 +61,7 @@ pub struct FitConfig {
     pub input_size: u32,
     /// Backbone width (64 = ResNet-18).
     pub width: usize,
-    /// Basic blocks per stage.
+    /// Basic blocks per stage (2 = ResNet-18).
     pub blocks: usize,
     /// Epochs.
     pub epochs: usize,
@@ -56,7 +69,7 @@ pub struct FitConfig {
     pub batch: usize,
     /// Initial learning rate (Adam), decayed linearly to 0.
     pub lr: f64,
-    /// Seed of data, noise and sampling.
+    /// Seed of initial weights, data, noise, sampling and augmentation.
     pub seed: u64,
     /// Label noise on the training labels: its kind and rate.
     pub noise: Option<(NoiseKind, f64)>,
@@ -68,12 +81,28 @@ pub struct FitConfig {
     pub landmark_weight: f64,
     /// KL loss weight.
     pub kl_weight: f64,
+    /// Contrastive loss weight (0 leaves out the momentum encoder and queues).
+    pub contrastive_weight: f64,
+    /// Contrastive temperature.
+    pub temperature: f64,
+    /// LDE-target confidence for a contrastive pseudo-label.
+    pub confidence: f32,
+    /// Key-encoder momentum.
+    pub key_momentum: f64,
+    /// Queue length per modality.
+    pub queue: usize,
+    /// Width of the contrastive embeddings.
+    pub embed_dim: usize,
+    /// Training augmentation.
+    pub augment: Augment,
 }
 
 impl Default for FitConfig {
     fn default() -> Self {
         FitConfig {
             method: Method::Lanet,
+            data: None,
+            test_data: None,
             train_faces: 1400,
             test_faces: 700,
             input_size: 64,
@@ -88,12 +117,43 @@ impl Default for FitConfig {
             momentum: 0.9,
             landmark_weight: 1.0,
             kl_weight: 1.0,
+            contrastive_weight: 0.1,
+            temperature: 0.1,
+            confidence: 0.7,
+            key_momentum: 0.999,
+            queue: 8192,
+            embed_dim: 64,
+            augment: Augment::default(),
         }
     }
 }
 
+impl FitConfig {
+    /// The backbone this config trains.
+    pub fn lanet(&self, classes: usize) -> LaNetConfig {
+        LaNetConfig::new()
+            .with_classes(classes)
+            .with_width(self.width)
+            .with_blocks(self.blocks)
+    }
+
+    /// Reads a run's `config.json`.
+    ///
+    /// # Errors
+    /// A message naming the file if it is missing or does not parse.
+    pub fn load(dir: &Path) -> Result<FitConfig, String> {
+        let path = dir.join("config.json");
+        let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn contrastive(&self) -> bool {
+        self.method == Method::Lanet && self.contrastive_weight > 0.0
+    }
+}
+
 /// One epoch's metrics (a line of `metrics.jsonl`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     /// Epoch, from 1.
     pub epoch: usize,
@@ -105,6 +165,9 @@ pub struct EpochMetrics {
     pub landmark: f32,
     /// Mean KL (LA-Net).
     pub kl: f32,
+    /// Mean contrastive loss (LA-Net).
+    #[serde(default)]
+    pub contrastive: f32,
     /// Clean test accuracy after the epoch.
     pub test_accuracy: f64,
     /// Learning rate at the epoch's start.
@@ -118,71 +181,219 @@ pub struct FitSummary {
     pub test_accuracy: f64,
     /// Training labels the noise flipped.
     pub flipped: usize,
-    /// Per-epoch metrics.
+    /// Per-epoch metrics (including epochs done before a resume).
     pub epochs: Vec<EpochMetrics>,
 }
 
-/// Prepared (aligned, normalised) faces with their targets, all in memory.
-pub(crate) struct Prepared {
-    batch: Batch,
-    pub(crate) labels: Vec<usize>,
+enum Store {
+    Memory(Vec<AlignedFace>),
+    Cache(Box<Cache>, Vec<usize>),
 }
 
-pub(crate) fn prepare(
-    count: u64,
-    seed: u64,
-    size: u32,
-    device: &Device,
-) -> Result<Prepared, String> {
-    let card =
-        edge_fer::ModelCard::from_json(edge_fer::classify::BUILTIN_CARD, Path::new("builtin"))
-            .map_err(|e| e.to_string())?;
-    let faces: Vec<_> = stream(seed, (size * 3 / 2).max(64), 7)
-        .take(count as usize)
-        .collect();
-    let items = synthetic_items(&faces);
-    let batch = make_batch(&items, &card.alignment, size, device)?;
-    Ok(Prepared {
-        labels: batch.labels.clone(),
-        batch,
-    })
+/// Aligned faces with their clean labels, in memory or read from a cache when used.
+pub struct FaceSet {
+    store: Store,
+    /// Clean labels, canonical indices.
+    pub labels: Vec<usize>,
+    /// Annotators' vote distributions, when the dataset has them.
+    pub votes: Option<Vec<Vec<f32>>>,
+    /// Class count.
+    pub classes: usize,
 }
 
-fn select(p: &Prepared, rows: &[usize], labels: &[usize], device: &Device) -> Batch {
-    let idx: Tensor<1, Int> = Tensor::from_data(
-        TensorData::new(
-            rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
-            [rows.len()],
-        ),
-        device,
-    );
-    Batch {
-        images: p.batch.images.clone().select(0, idx.clone()),
-        labels: rows.iter().map(|&r| labels[r]).collect(),
-        indices: rows.to_vec(),
-        heatmaps: p.batch.heatmaps.clone().select(0, idx.clone()),
-        heat_weights: p.batch.heat_weights.clone().select(0, idx),
+impl FaceSet {
+    /// Faces held.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Face `i`.
+    ///
+    /// # Errors
+    /// A message naming the crop file if a cached crop cannot be read.
+    pub fn face(&self, i: usize) -> Result<Cow<'_, AlignedFace>, String> {
+        match &self.store {
+            Store::Memory(faces) => Ok(Cow::Borrowed(&faces[i])),
+            Store::Cache(cache, rows) => cache.load(rows[i]).map(Cow::Owned),
+        }
+    }
+
+    /// `count` synthetic faces from `seed`, aligned like the runtime aligns.
+    ///
+    /// # Errors
+    /// A message if a face cannot be aligned.
+    pub fn synthetic(count: u64, seed: u64, size: u32) -> Result<FaceSet, String> {
+        let alignment = default_alignment()?;
+        let mut faces = Vec::with_capacity(count as usize);
+        let mut labels = Vec::with_capacity(count as usize);
+        for f in stream(seed, (size * 3 / 2).max(64), 7).take(count as usize) {
+            faces.push(align_face(&f.image, &f.landmarks, &alignment, size)?);
+            labels.push(f.label.index());
+        }
+        Ok(FaceSet {
+            store: Store::Memory(faces),
+            labels,
+            votes: None,
+            classes: 7,
+        })
+    }
+
+    /// The faces of `cache` in the given splits (all splits when `splits` is empty).
+    pub fn from_cache(cache: &Cache, splits: &[&str]) -> FaceSet {
+        let rows: Vec<usize> = (0..cache.faces.len())
+            .filter(|&i| splits.is_empty() || splits.contains(&cache.faces[i].split.as_str()))
+            .collect();
+        let labels = rows
+            .iter()
+            .map(|&i| {
+                Expression::from_name(&cache.faces[i].label)
+                    .expect("Cache::open checked the names")
+                    .index()
+            })
+            .collect();
+        let votes = rows
+            .iter()
+            .map(|&i| cache.faces[i].votes.clone())
+            .collect::<Option<Vec<_>>>()
+            .filter(|v| !v.is_empty());
+        FaceSet {
+            store: Store::Cache(Box::new(cache.clone()), rows),
+            labels,
+            votes,
+            classes: cache.summary.classes,
+        }
     }
 }
 
-/// The clean test set of a run: a different stream of faces than training.
-pub(crate) fn test_set(config: &FitConfig, device: &Device) -> Result<Prepared, String> {
-    prepare(
-        config.test_faces,
-        config.seed ^ 0x7E57,
-        config.input_size,
-        device,
+/// The alignment template training uses: the runtime's default (the built-in model card's).
+///
+/// # Errors
+/// Only if the built-in card were broken.
+pub fn default_alignment() -> Result<edge_fer::model_card::Alignment, String> {
+    let card =
+        edge_fer::ModelCard::from_json(edge_fer::classify::BUILTIN_CARD, Path::new("builtin"))
+            .map_err(|e| e.to_string())?;
+    Ok(card.alignment)
+}
+
+/// The training and clean test faces of a run.
+///
+/// # Errors
+/// A message naming the cache if it cannot be read, is of another crop size, or has no
+/// training or test faces.
+pub fn datasets(config: &FitConfig) -> Result<(FaceSet, FaceSet), String> {
+    let Some(dir) = &config.data else {
+        return Ok((
+            FaceSet::synthetic(config.train_faces, config.seed, config.input_size)?,
+            FaceSet::synthetic(config.test_faces, config.seed ^ 0x7E57, config.input_size)?,
+        ));
+    };
+    let cache = Cache::open(dir)?;
+    let size_ok = |c: &Cache| {
+        if c.summary.input_size == config.input_size {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} holds {s}x{s} crops; the run's input size is {}",
+                c.dir.display(),
+                config.input_size,
+                s = c.summary.input_size
+            ))
+        }
+    };
+    size_ok(&cache)?;
+    let train = FaceSet::from_cache(&cache, &["train"]);
+    let test = match &config.test_data {
+        Some(t) => {
+            let c = Cache::open(t)?;
+            size_ok(&c)?;
+            FaceSet::from_cache(&c, &[])
+        }
+        None => {
+            let test = FaceSet::from_cache(&cache, &["test"]);
+            if test.is_empty() {
+                FaceSet::from_cache(&cache, &["val"])
+            } else {
+                test
+            }
+        }
+    };
+    if train.is_empty() {
+        return Err(format!("{} has no training faces", dir.display()));
+    }
+    if test.is_empty() {
+        return Err(format!(
+            "{} has no test or val faces; pass --test-data with another prepared cache",
+            dir.display()
+        ));
+    }
+    Ok((train, test))
+}
+
+/// The training labels after the run's noise (and which were flipped).
+///
+/// # Errors
+/// A message for an invalid noise rate.
+pub fn noisy_labels(config: &FitConfig, train: &FaceSet) -> Result<NoisyLabels, String> {
+    let clean: Vec<Expression> = train.labels.iter().map(|&l| Expression::ALL[l]).collect();
+    // No noise is noise at rate 0: every run records its (possibly empty) flips the same way.
+    let (kind, rate) = config.noise.unwrap_or((NoiseKind::Symmetric, 0.0));
+    inject(
+        &clean,
+        train.classes,
+        &Noise {
+            kind,
+            rate,
+            seed: config.seed,
+        },
     )
 }
 
-/// Predicted classes of `net` on the prepared faces, batched (pass a `valid()` module so
-/// BatchNorm uses its running statistics).
-pub(crate) fn predict(net: &LaNet, p: &Prepared, batch: usize, device: &Device) -> Vec<usize> {
-    let n = p.labels.len();
+/// A batch of rows of `set` with the given labels, each augmented by its plan.
+fn batch_of(
+    set: &FaceSet,
+    rows: &[usize],
+    labels: &[usize],
+    plans: &[Plan],
+    device: &Device,
+) -> Result<Batch, String> {
+    let faces: Vec<Cow<'_, AlignedFace>> = rows
+        .iter()
+        .map(|&r| set.face(r))
+        .collect::<Result<_, _>>()?;
+    let refs: Vec<&AlignedFace> = faces.iter().map(|f| f.as_ref()).collect();
+    Ok(make_batch(
+        &refs,
+        rows.iter().map(|&r| labels[r]).collect(),
+        rows.to_vec(),
+        plans,
+        device,
+    ))
+}
+
+/// Predicted classes of `net` on `set`, batched (pass a `valid()` module so BatchNorm uses its
+/// running statistics).
+///
+/// # Errors
+/// A message naming a crop that cannot be read.
+pub fn predict(
+    net: &LaNet,
+    set: &FaceSet,
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<usize>, String> {
+    let n = set.len();
     let mut out = Vec::with_capacity(n);
     for start in (0..n).step_by(batch.max(1)) {
         let rows: Vec<usize> = (start..(start + batch).min(n)).collect();
-        let b = select(p, &rows, &p.labels, device);
+        let size = set.face(rows[0])?.crop.width();
+        let plans = vec![Plan::identity(size); rows.len()];
+        let b = batch_of(set, &rows, &set.labels, &plans, device)?;
         let pred = net
             .forward_expression(b.images)
             .argmax(1)
@@ -191,18 +402,17 @@ pub(crate) fn predict(net: &LaNet, p: &Prepared, batch: usize, device: &Device) 
         let pred: Vec<i64> = pred.try_to_vec::<i64>().expect("argmax gives integers");
         out.extend(pred.into_iter().map(|v| v as usize));
     }
-    out
+    Ok(out)
 }
 
-/// Accuracy of `net` on the prepared faces.
-fn accuracy(net: &LaNet, p: &Prepared, batch: usize, device: &Device) -> f64 {
-    let pred = predict(net, p, batch, device);
-    let correct = pred.iter().zip(&p.labels).filter(|(a, b)| a == b).count();
-    correct as f64 / p.labels.len().max(1) as f64
+fn accuracy(net: &LaNet, set: &FaceSet, batch: usize, device: &Device) -> Result<f64, String> {
+    let pred = predict(net, set, batch, device)?;
+    let correct = pred.iter().zip(&set.labels).filter(|(a, b)| a == b).count();
+    Ok(correct as f64 / set.len().max(1) as f64)
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
@@ -210,13 +420,163 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Trains on synthetic faces and writes `config.json`, `metrics.jsonl` and
-/// `checkpoint-NNN.bpk` (the backbone's weights, burnpack) into `out`.
+/// Everything that changes during training.
+struct Run {
+    model: TrainModel,
+    contrast: Option<Contrast>,
+    optim: burn::optim::ModuleOptimizer,
+    bank: HistoryBank,
+    /// Epochs done.
+    epoch: usize,
+    /// Optimiser steps done.
+    step: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    epoch: usize,
+    step: usize,
+    queue_heads: Option<[usize; 2]>,
+    queue_labels: Option<[Vec<i64>; 2]>,
+}
+
+fn record_bytes<M: Module>(m: &M, what: &str) -> Result<Vec<u8>, String> {
+    m.clone()
+        .into_record()
+        .into_bytes()
+        .map(|b| b.to_vec())
+        .map_err(|e| format!("serialising the {what}: {e}"))
+}
+
+fn load_module<M: Module>(m: M, bytes: &[u8], what: &str) -> Result<M, String> {
+    let record =
+        burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+            .map_err(|e| format!("{what}: {e}"))?;
+    m.try_load_record(record)
+        .map_err(|e| format!("{what} does not match the run's config: {e}"))
+}
+
+impl Run {
+    fn fresh(config: &FitConfig, labels: &[usize], classes: usize, device: &Device) -> Self {
+        // Initial weights come from the device's generator: seed it so a run is reproducible.
+        device.seed(config.seed);
+        let lanet = config.lanet(classes);
+        let net = lanet.init(device);
+        let heads = Heads::for_net(&lanet, config.embed_dim, device);
+        let contrast = config.contrastive().then(|| Contrast {
+            encoder: MomentumEncoder::new(&net, &heads, &lanet, device),
+            expr_queue: Queue::new(config.queue, config.embed_dim, config.seed ^ 0xE1),
+            landmark_queue: Queue::new(config.queue, config.embed_dim, config.seed ^ 0x1A),
+        });
+        let lde = LdeConfig::new(8 * config.width, lanet.fpn_channels)
+            .with_k(config.k)
+            .with_momentum(config.momentum);
+        Run {
+            model: TrainModel {
+                net,
+                lde: lde.init(device),
+                heads,
+            },
+            contrast,
+            optim: burn::optim::AdamConfig::new().init(),
+            bank: HistoryBank::from_labels(labels, classes),
+            epoch: 0,
+            step: 0,
+        }
+    }
+
+    fn save(&self) -> Result<Vec<u8>, String> {
+        let mut s = Sections::default();
+        let meta = Meta {
+            epoch: self.epoch,
+            step: self.step,
+            queue_heads: self
+                .contrast
+                .as_ref()
+                .map(|c| [c.expr_queue.head, c.landmark_queue.head]),
+            queue_labels: self
+                .contrast
+                .as_ref()
+                .map(|c| [c.expr_queue.labels.clone(), c.landmark_queue.labels.clone()]),
+        };
+        s.put(
+            "meta",
+            serde_json::to_vec(&meta).map_err(|e| e.to_string())?,
+        );
+        s.put("model", record_bytes(&self.model, "model")?);
+        s.put(
+            "optim",
+            self.optim
+                .into_bytes()
+                .map_err(|e| format!("serialising the optimiser: {e}"))?
+                .to_vec(),
+        );
+        s.put("bank", f32_bytes(self.bank.rows()));
+        if let Some(c) = &self.contrast {
+            s.put("encoder", record_bytes(&c.encoder, "key encoder")?);
+            s.put("expr_queue", f32_bytes(&c.expr_queue.values));
+            s.put("landmark_queue", f32_bytes(&c.landmark_queue.values));
+        }
+        Ok(s.to_bytes())
+    }
+
+    fn restore(mut self, s: &Sections, classes: usize) -> Result<Self, String> {
+        let meta: Meta = serde_json::from_slice(s.get("meta")?).map_err(|e| e.to_string())?;
+        self.model = load_module(self.model, s.get("model")?, "model")?;
+        self.optim = self
+            .optim
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(
+                s.get("optim")?.to_vec(),
+            ))
+            .map_err(|e| format!("optimiser state: {e}"))?;
+        let rows = f32_values(s.get("bank")?)?;
+        if rows.len() != self.bank.rows().len() {
+            return Err(format!(
+                "history bank of {} values; this run's data needs {}",
+                rows.len(),
+                self.bank.rows().len()
+            ));
+        }
+        self.bank = HistoryBank::from_rows(rows, classes);
+        if let Some(mut c) = self.contrast.take() {
+            let (Some(heads), Some([le, ll])) = (meta.queue_heads, meta.queue_labels) else {
+                return Err("the state has no queues but the run uses the contrastive loss".into());
+            };
+            c.encoder = load_module(c.encoder, s.get("encoder")?, "key encoder")?;
+            for (q, name, head, labels) in [
+                (&mut c.expr_queue, "expr_queue", heads[0], le),
+                (&mut c.landmark_queue, "landmark_queue", heads[1], ll),
+            ] {
+                let values = f32_values(s.get(name)?)?;
+                if values.len() != q.values.len() || labels.len() != q.labels.len() {
+                    return Err(format!("{name} has another size than the config's"));
+                }
+                q.values = values;
+                q.labels = labels;
+                q.head = head;
+            }
+            self.contrast = Some(c);
+        }
+        self.epoch = meta.epoch;
+        self.step = meta.step;
+        Ok(self)
+    }
+}
+
+/// Trains and writes into `out`: `config.json`, `metrics.jsonl`, `checkpoint-NNN.bpk` (the
+/// backbone, burnpack) and `state-NNN.bin` (everything needed to resume; the two newest are
+/// kept). With `resume`, continues from the newest state in `out` that verifies (the caller
+/// passes the run's saved config, see [`FitConfig::load`]).
 ///
 /// # Errors
-/// A message naming the file for I/O failures, an invalid noise setting, or a non-finite loss
-/// (the run stops; the previous epoch's checkpoint stays).
-pub fn fit(config: &FitConfig, out: &Path, device: &Device) -> Result<FitSummary, String> {
+/// A message naming the file for I/O failures, bad data, an invalid noise setting, a state that
+/// does not fit, or a non-finite loss (the run stops; the previous epoch's files stay).
+pub fn fit(
+    config: &FitConfig,
+    out: &Path,
+    device: &Device,
+    resume: bool,
+) -> Result<FitSummary, String> {
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     if !config.input_size.is_multiple_of(32) || config.input_size == 0 {
         return Err(format!(
@@ -224,119 +584,153 @@ pub fn fit(config: &FitConfig, out: &Path, device: &Device) -> Result<FitSummary
             config.input_size
         ));
     }
+    if config.batch < 2 {
+        return Err("a batch needs at least 2 faces".into());
+    }
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let config_path = out.join("config.json");
-    write_atomic(
-        &config_path,
-        &serde_json::to_vec_pretty(config).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| io(&config_path, e))?;
+    if !resume {
+        write_atomic(
+            &config_path,
+            &serde_json::to_vec_pretty(config).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| io(&config_path, e))?;
+    }
 
-    let train = prepare(config.train_faces, config.seed, config.input_size, device)?;
-    let test = test_set(config, device)?;
-    let clean: Vec<Expression> = train.labels.iter().map(|&l| Expression::ALL[l]).collect();
-    // No noise is noise at rate 0: every run records its (possibly empty) flips the same way.
-    let (kind, rate) = config.noise.unwrap_or((NoiseKind::Symmetric, 0.0));
-    let noisy = inject(
-        &clean,
-        7,
-        &Noise {
-            kind,
-            rate,
-            seed: config.seed,
-        },
-    )?;
+    let (train, test) = datasets(config)?;
+    let noisy = noisy_labels(config, &train)?;
     let labels: Vec<usize> = noisy.labels.iter().map(|e| e.index()).collect();
+    let classes = train.classes;
+    let mut run = Run::fresh(config, &labels, classes, device);
+    let metrics_path = out.join("metrics.jsonl");
+    let mut epochs: Vec<EpochMetrics> = Vec::new();
+    if resume {
+        let (epoch, sections) = newest_good(out)?;
+        run = run
+            .restore(&sections, classes)
+            .map_err(|e| format!("{}: {e}", state_path(out, epoch).display()))?;
+        // The metrics of the epochs the state covers; later lines belong to the lost part.
+        let text = std::fs::read_to_string(&metrics_path).unwrap_or_default();
+        for line in text.lines().take(run.epoch) {
+            epochs.push(
+                serde_json::from_str(line)
+                    .map_err(|e| format!("{}: {e}", metrics_path.display()))?,
+            );
+        }
+        eprintln!(
+            "train: resuming {} after epoch {} of {}",
+            out.display(),
+            run.epoch,
+            config.epochs
+        );
+    }
+    let mut metrics_text = String::new();
+    for m in &epochs {
+        metrics_text.push_str(&serde_json::to_string(m).map_err(|e| e.to_string())?);
+        metrics_text.push('\n');
+    }
+    write_atomic(&metrics_path, metrics_text.as_bytes()).map_err(|e| io(&metrics_path, e))?;
 
-    // Initial weights come from the device's generator: seed it so a run is reproducible.
-
-    device.seed(config.seed);
-
-    let net = LaNetConfig::new()
-        .with_width(config.width)
-        .with_blocks(config.blocks)
-        .init(device);
-    let lde = LdeConfig::new(8 * config.width, 64)
-        .with_k(config.k)
-        .with_momentum(config.momentum);
-    let mut model = TrainModel {
-        net,
-        lde: lde.init(device),
-    };
-    let mut optim = burn::optim::AdamConfig::new().init();
-    let mut bank = HistoryBank::from_labels(&labels, 7);
     let (landmark_weight, kl_weight) = match config.method {
         Method::Lanet => (config.landmark_weight, config.kl_weight),
         Method::Ce => (0.0, 0.0),
     };
-    let steps_per_epoch = (labels.len() as f64 / config.batch as f64).ceil() as usize;
+    let lde = LdeConfig::new(8 * config.width, config.lanet(classes).fpn_channels)
+        .with_k(config.k)
+        .with_momentum(config.momentum);
+    let steps_per_epoch = labels.len().div_ceil(config.batch);
     let total_steps = (steps_per_epoch * config.epochs).max(1);
-    let metrics_path = out.join("metrics.jsonl");
-    let mut metrics_file =
-        std::fs::File::create(&metrics_path).map_err(|e| io(&metrics_path, e))?;
     let bar = indicatif::ProgressBar::new(total_steps as u64);
-    let mut epochs = Vec::new();
-    let mut step = 0usize;
+    bar.set_position(run.step as u64);
     // Linear decay from the initial rate to 0 over the whole run.
     let lr_at = |step: usize| config.lr * (1.0 - step as f64 / total_steps as f64);
-    for epoch in 0..config.epochs {
-        let order = epoch_indices(&labels, 7, epoch, config.epochs, config.seed);
-        let epoch_lr = lr_at(step);
-        let mut sums = [0.0f32; 4];
+    for epoch in run.epoch..config.epochs {
+        let order = epoch_indices(&labels, classes, epoch, config.epochs, config.seed);
+        let mut rng = SplitMix64::new(
+            config.seed ^ 0xA6_6E17 ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let epoch_lr = lr_at(run.step);
+        let mut sums = StepLosses::default();
         let mut batches = 0;
         for rows in order.chunks(config.batch) {
-            let lr = lr_at(step);
+            if rows.len() < 2 {
+                continue; // BatchNorm and the neighbour search need two samples
+            }
+            let lr = lr_at(run.step);
             let step_config = StepConfig {
                 landmark_weight,
                 kl_weight,
+                contrastive_weight: config.contrastive_weight,
+                temperature: config.temperature,
+                confidence: config.confidence,
+                key_momentum: config.key_momentum,
                 lde: lde.clone(),
                 adaptive_wing: AdaptiveWing::default(),
                 lr,
             };
-            let batch = select(&train, rows, &labels, device);
+            let plans: Vec<Plan> = rows
+                .iter()
+                .map(|_| Plan::draw(&config.augment, config.input_size, &mut rng))
+                .collect();
+            let batch = batch_of(&train, rows, &labels, &plans, device)?;
+            let model = run.model;
             let (next, losses) = if config.method == Method::Ce {
-                ce_step(model, &mut optim, &batch, lr)
+                ce_step(model, &mut run.optim, &batch, lr)
             } else {
-                train_step(model, &mut optim, &mut bank, &batch, &step_config)
+                train_step(
+                    model,
+                    &mut run.optim,
+                    &mut run.bank,
+                    run.contrast.as_mut(),
+                    &batch,
+                    &step_config,
+                )
             };
-            model = next;
+            run.model = next;
             if !losses.total.is_finite() {
-                return Err(format!("loss became {} at epoch {} step {step}; the last good checkpoint is kept in {}", losses.total, epoch + 1, out.display()));
+                let kept = state_files(out)
+                    .first()
+                    .map_or_else(|| "none yet".to_string(), |(_, p)| p.display().to_string());
+                return Err(format!(
+                    "loss became {} at epoch {} step {} ({losses:?}); stopped without saving this epoch. Last good state: {kept}; lower --lr and resume with --resume",
+                    losses.total,
+                    epoch + 1,
+                    run.step
+                ));
             }
-            for (s, v) in sums
-                .iter_mut()
-                .zip([losses.total, losses.ce, losses.landmark, losses.kl])
-            {
-                *s += v;
-            }
+            sums.total += losses.total;
+            sums.ce += losses.ce;
+            sums.landmark += losses.landmark;
+            sums.kl += losses.kl;
+            sums.contrastive += losses.contrastive;
             batches += 1;
-            step += 1;
+            run.step += 1;
             bar.inc(1);
         }
+        run.epoch = epoch + 1;
         let n = batches.max(1) as f32;
         let metrics = EpochMetrics {
             epoch: epoch + 1,
-            loss: sums[0] / n,
-            ce: sums[1] / n,
-            landmark: sums[2] / n,
-            kl: sums[3] / n,
-            test_accuracy: accuracy(&model.net.valid(), &test, config.batch, device),
+            loss: sums.total / n,
+            ce: sums.ce / n,
+            landmark: sums.landmark / n,
+            kl: sums.kl / n,
+            contrastive: sums.contrastive / n,
+            test_accuracy: accuracy(&run.model.net.valid(), &test, config.batch, device)?,
             lr: epoch_lr,
         };
-        writeln!(
-            metrics_file,
-            "{}",
-            serde_json::to_string(&metrics).map_err(|e| e.to_string())?
-        )
-        .map_err(|e| io(&metrics_path, e))?;
-        let bytes = model
-            .net
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| format!("serialising the checkpoint: {e}"))?;
+        // Checkpoint and state first, metrics last: a metrics line always has its state.
         let checkpoint: PathBuf = out.join(format!("checkpoint-{:03}.bpk", epoch + 1));
-        write_atomic(&checkpoint, &bytes).map_err(|e| io(&checkpoint, e))?;
+        write_atomic(&checkpoint, &record_bytes(&run.model.net, "checkpoint")?)
+            .map_err(|e| io(&checkpoint, e))?;
+        let state = state_path(out, epoch + 1);
+        write_atomic(&state, &run.save()?).map_err(|e| io(&state, e))?;
+        for (_, old) in state_files(out).into_iter().skip(2) {
+            let _ = std::fs::remove_file(old);
+        }
+        metrics_text.push_str(&serde_json::to_string(&metrics).map_err(|e| e.to_string())?);
+        metrics_text.push('\n');
+        write_atomic(&metrics_path, metrics_text.as_bytes()).map_err(|e| io(&metrics_path, e))?;
         tracing::info!(
             epoch = epoch + 1,
             loss = metrics.loss,
@@ -359,29 +753,34 @@ fn ce_step(
     optim: &mut burn::optim::ModuleOptimizer,
     batch: &Batch,
     lr: f64,
-) -> (TrainModel, crate::training::StepLosses) {
+) -> (TrainModel, StepLosses) {
     let logits = model.net.forward_expression(batch.images.clone());
     let ce = cross_entropy(logits, &batch.labels);
     let value = ce.clone().into_scalar::<f32>();
     let grads = burn::optim::GradientsParams::from_grads(ce.backward(), &model);
-    let losses = crate::training::StepLosses {
+    let losses = StepLosses {
         ce: value,
-        landmark: 0.0,
-        kl: 0.0,
         total: value,
+        ..StepLosses::default()
     };
     (optim.step(lr, model, grads), losses)
+}
+
+/// The history bank of the newest verified state in `dir` (the learned label distributions).
+///
+/// # Errors
+/// As [`newest_good`], or if the bank section is missing.
+pub fn learned_distributions(dir: &Path) -> Result<Vec<f32>, String> {
+    let (_, s) = newest_good(dir)?;
+    f32_values(s.get("bank")?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_short_run_writes_config_metrics_and_checkpoints_and_learns() {
-        let dir = tempfile::tempdir().unwrap();
-        let device = Device::flex().autodiff();
-        let config = FitConfig {
+    fn small() -> FitConfig {
+        FitConfig {
             train_faces: 210,
             test_faces: 70,
             input_size: 64,
@@ -390,24 +789,35 @@ mod tests {
             batch: 35,
             lr: 3e-3,
             k: 4,
+            queue: 140,
+            // Six short epochs learn faster without augmentation; augmentation has its own tests.
+            augment: Augment::none(),
             ..FitConfig::default()
-        };
-        let summary = fit(&config, dir.path(), &device).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_short_run_writes_its_files_learns_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::flex().autodiff();
+        let config = small();
+        let summary = fit(&config, dir.path(), &device, false).unwrap();
         assert_eq!(summary.epochs.len(), 6);
         let lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
         assert_eq!(lines.lines().count(), 6);
         for e in 1..=6 {
             assert!(dir.path().join(format!("checkpoint-{e:03}.bpk")).is_file());
         }
-        let saved: FitConfig =
-            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
-                .unwrap();
-        assert_eq!(saved.epochs, 6);
+        // Only the two newest states are kept.
+        let states: Vec<usize> = state_files(dir.path()).iter().map(|s| s.0).collect();
+        assert_eq!(states, vec![6, 5]);
+        assert_eq!(FitConfig::load(dir.path()).unwrap(), config);
         assert!(
             summary.epochs[5].loss < summary.epochs[0].loss,
             "{:?}",
             summary.epochs
         );
+        assert!(summary.epochs.iter().all(|e| e.contrastive > 0.0));
         // Well above chance (1/7) after six short epochs on clean synthetic faces.
         assert!(summary.test_accuracy > 0.3, "{:?}", summary.epochs);
         // The last checkpoint loads back into a fresh model and scores exactly as in training.
@@ -421,9 +831,56 @@ mod tests {
         );
         assert_eq!(report.confusion.iter().flatten().sum::<usize>(), 70);
         assert!(dir.path().join("confusion.csv").is_file());
-        // Seeded: the same config gives the same run.
-        let again = fit(&config, dir.path(), &device).unwrap();
-        assert_eq!(again.test_accuracy, summary.test_accuracy);
-        assert_eq!(again.epochs[5].loss, summary.epochs[5].loss);
+        assert!(dir.path().join("confusion.png").is_file());
+    }
+
+    struct Values<'a>(&'a mut Vec<f32>);
+    impl burn::module::ModuleVisitor for Values<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+            self.0.extend(
+                p.val()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap(),
+            );
+        }
+    }
+
+    #[test]
+    fn resuming_from_a_middle_epoch_gives_the_unbroken_runs_weights() {
+        let device = Device::flex().autodiff();
+        let config = FitConfig {
+            epochs: 3,
+            train_faces: 140,
+            noise: Some((NoiseKind::Asymmetric, 0.3)),
+            ..small()
+        };
+        let whole = tempfile::tempdir().unwrap();
+        let unbroken = fit(&config, whole.path(), &device, false).unwrap();
+
+        // The same run "killed" after epoch 2: its epoch-3 files never got written.
+        let cut = tempfile::tempdir().unwrap();
+        fit(&config, cut.path(), &device, false).unwrap();
+        std::fs::remove_file(cut.path().join("checkpoint-003.bpk")).unwrap();
+        std::fs::remove_file(state_path(cut.path(), 3)).unwrap();
+        let resumed = fit(&config, cut.path(), &device, true).unwrap();
+
+        assert_eq!(resumed.epochs, unbroken.epochs);
+        let weights = |d: &Path| {
+            let (_, net) =
+                crate::eval::load_model(d, &d.join("checkpoint-003.bpk"), 7, &Device::flex())
+                    .unwrap();
+            let mut all = Vec::new();
+            net.visit(&mut Values(&mut all));
+            all
+        };
+        let (a, b) = (weights(cut.path()), weights(whole.path()));
+        assert!(a.len() > 1000);
+        assert!(a == b, "same final weights");
+        assert_eq!(
+            learned_distributions(cut.path()).unwrap(),
+            learned_distributions(whole.path()).unwrap()
+        );
     }
 }

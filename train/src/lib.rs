@@ -6,11 +6,15 @@
 //! model, the training loop, evaluation and ONNX export build on it.
 #![warn(missing_docs)]
 
+pub mod augment;
 pub mod data;
 pub mod eval;
 pub mod fit;
 pub mod landmarks;
 pub mod loss;
 pub mod model;
+pub mod plot;
+pub mod prepare;
 pub mod rng;
+pub mod state;
 pub mod training;

@@ -1,6 +1,6 @@
-//! The `train` command. For now: `train inspect`, which reads a dataset the way training will and
-//! reports what it found, what it skipped and why, and what a noise setting would flip; and
-//! `train synth`, which writes a synthetic dataset with known landmarks.
+//! The `train` command: `inspect` (read a dataset and report what it found, skipped and would
+//! flip), `synth` (write synthetic faces with known landmarks), `prepare` (detect, fit landmarks
+//! and align a dataset once into a cache), `fit` (train, resumable) and `eval`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,52 +40,27 @@ enum Command {
         #[command(flatten)]
         options: InspectOptions,
     },
-    /// Train on synthetic faces (LA-Net or the CE baseline); writes config.json, metrics.jsonl
-    /// and a checkpoint per epoch into OUT.
-    Fit {
-        /// Output folder.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// Training method.
-        #[arg(long, value_enum, default_value_t = MethodArg::Lanet)]
-        method: MethodArg,
-        /// Label noise on the training labels.
-        #[arg(long, value_enum)]
-        noise: Option<NoiseArg>,
-        /// Fraction of training labels to flip.
-        #[arg(long, default_value_t = 0.3)]
-        noise_rate: f64,
-        /// Epochs.
-        #[arg(long, default_value_t = 10)]
-        epochs: usize,
-        /// Synthetic training faces.
-        #[arg(long, default_value_t = 1400)]
-        train_faces: u64,
-        /// Synthetic test faces.
-        #[arg(long, default_value_t = 700)]
-        test_faces: u64,
-        /// Input crop side (multiple of 32).
-        #[arg(long, default_value_t = 64)]
+    /// Detect, fit landmarks and align every face of a dataset once, with the runtime's own code,
+    /// and cache the crops for `fit --data`.
+    Prepare {
+        #[command(subcommand)]
+        dataset: Dataset,
+        /// Cache folder to write.
+        #[arg(long, value_name = "DIR", global = true)]
+        out: Option<PathBuf>,
+        /// Crop side in pixels (224 for a full-size ResNet).
+        #[arg(long, default_value_t = 224, global = true)]
         size: u32,
-        /// Backbone width (64 = ResNet-18).
-        #[arg(long, default_value_t = 8)]
-        width: usize,
-        /// Batch size.
-        #[arg(long, default_value_t = 64)]
-        batch: usize,
-        /// Initial learning rate.
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Weight of the landmark (Adaptive Wing) loss.
-        #[arg(long, default_value_t = 1.0)]
-        landmark_weight: f64,
-        /// Weight of the KL loss to the LDE targets.
-        #[arg(long, default_value_t = 1.0)]
-        kl_weight: f64,
+        /// Class set: 7, or 8 with contempt.
+        #[arg(long, default_value_t = 7, global = true, value_parser = clap::value_parser!(u8).range(7..=8))]
+        classes: u8,
+        /// dlib's CNN face detector file instead of HOG (e.g. models/dlib-mmod-face-detector/mmod_human_face_detector.dat).
+        #[arg(long, value_name = "FILE", global = true)]
+        cnn_model: Option<PathBuf>,
     },
+    /// Train LA-Net or the CE baseline on synthetic faces or a prepared cache; writes
+    /// config.json, metrics.jsonl, and per epoch a checkpoint and a resumable state into OUT.
+    Fit(Box<FitArgs>),
     /// Evaluate a run's newest checkpoint on its clean test set; writes RUN/confusion.csv.
     Eval {
         /// The run's output folder (as given to `fit --out`).
@@ -110,6 +85,80 @@ enum Command {
         #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u8).range(7..=8))]
         classes: u8,
     },
+}
+
+#[derive(Debug, Args)]
+struct FitArgs {
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Continue the run in OUT from its newest good state, with its saved config (other options
+    /// are ignored).
+    #[arg(long)]
+    resume: bool,
+    /// A cache from `train prepare`; synthetic faces if absent.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// A second cache to test on (default: the test or val split of --data).
+    #[arg(long, value_name = "DIR")]
+    test_data: Option<PathBuf>,
+    /// Training method.
+    #[arg(long, value_enum, default_value_t = MethodArg::Lanet)]
+    method: MethodArg,
+    /// Label noise on the training labels.
+    #[arg(long, value_enum)]
+    noise: Option<NoiseArg>,
+    /// Fraction of training labels to flip.
+    #[arg(long, default_value_t = 0.3)]
+    noise_rate: f64,
+    /// Epochs.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Synthetic training faces.
+    #[arg(long, default_value_t = 1400)]
+    train_faces: u64,
+    /// Synthetic test faces.
+    #[arg(long, default_value_t = 700)]
+    test_faces: u64,
+    /// Input crop side (multiple of 32; must match a cache's).
+    #[arg(long, default_value_t = 64)]
+    size: u32,
+    /// Backbone width (64 = ResNet-18).
+    #[arg(long, default_value_t = 8)]
+    width: usize,
+    /// Basic blocks per stage (2 = ResNet-18).
+    #[arg(long, default_value_t = 1)]
+    blocks: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// LDE neighbours.
+    #[arg(long, default_value_t = 8)]
+    k: usize,
+    /// Weight of the landmark (Adaptive Wing) loss.
+    #[arg(long, default_value_t = 1.0)]
+    landmark_weight: f64,
+    /// Weight of the KL loss to the LDE targets.
+    #[arg(long, default_value_t = 1.0)]
+    kl_weight: f64,
+    /// Weight of the expression-landmark contrastive loss (0 = off).
+    #[arg(long, default_value_t = 0.1)]
+    contrastive_weight: f64,
+    /// Contrastive queue length per modality.
+    #[arg(long, default_value_t = 8192)]
+    queue: usize,
+    /// Train without augmentation.
+    #[arg(long)]
+    no_augment: bool,
+    /// Device: cpu, or cuda:N (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,53 +240,158 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             outln!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
-        Command::Fit {
+        Command::Prepare {
+            dataset,
             out,
-            method,
-            noise,
-            noise_rate,
-            epochs,
-            train_faces,
-            test_faces,
             size,
-            width,
-            batch,
-            lr,
-            seed,
-            landmark_weight,
-            kl_weight,
-        } => {
-            let config = train::fit::FitConfig {
-                method: match method {
-                    MethodArg::Lanet => train::fit::Method::Lanet,
-                    MethodArg::Ce => train::fit::Method::Ce,
-                },
-                noise: noise.map(|n| (NoiseKind::from(n), noise_rate)),
-                epochs,
-                train_faces,
-                test_faces,
-                input_size: size,
-                width,
-                batch,
-                lr,
-                seed,
-                landmark_weight,
-                kl_weight,
-                ..Default::default()
-            };
-            let device = burn::prelude::Device::flex().autodiff();
-            let summary = train::fit::fit(&config, &out, &device).map_err(anyhow::Error::msg)?;
-            for e in &summary.epochs {
-                outln!("epoch {:>3}  loss {:.4}  ce {:.4}  landmark {:.4}  kl {:.4}  test accuracy {:.3}", e.epoch, e.loss, e.ce, e.landmark, e.kl, e.test_accuracy);
-            }
-            outln!(
-                "final clean test accuracy {:.3} ({} training labels flipped)",
-                summary.test_accuracy,
-                summary.flipped
-            );
-            Ok(())
-        }
+            classes,
+            cnn_model,
+        } => prepare(dataset, out, size, classes, cnn_model),
+        Command::Fit(args) => fit(*args),
     }
+}
+
+fn device(name: &str) -> anyhow::Result<burn::prelude::Device> {
+    if name == "cpu" {
+        return Ok(burn::prelude::Device::flex());
+    }
+    #[cfg(feature = "cuda")]
+    if let Some(index) = name.strip_prefix("cuda:") {
+        let index: usize = index
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--device {name}: expected cuda:N"))?;
+        return Ok(burn::prelude::Device::cuda(index));
+    }
+    anyhow::bail!(
+        "--device {name}: this build knows cpu{}",
+        if cfg!(feature = "cuda") {
+            " and cuda:N"
+        } else {
+            " only (build with --features cuda for cuda:N)"
+        }
+    )
+}
+
+fn fit(args: FitArgs) -> anyhow::Result<()> {
+    use train::fit::{FitConfig, Method};
+    let config = if args.resume {
+        FitConfig::load(&args.out).map_err(anyhow::Error::msg)?
+    } else {
+        FitConfig {
+            method: match args.method {
+                MethodArg::Lanet => Method::Lanet,
+                MethodArg::Ce => Method::Ce,
+            },
+            data: args.data,
+            test_data: args.test_data,
+            noise: args.noise.map(|n| (NoiseKind::from(n), args.noise_rate)),
+            epochs: args.epochs,
+            train_faces: args.train_faces,
+            test_faces: args.test_faces,
+            input_size: args.size,
+            width: args.width,
+            blocks: args.blocks,
+            batch: args.batch,
+            lr: args.lr,
+            seed: args.seed,
+            k: args.k,
+            landmark_weight: args.landmark_weight,
+            kl_weight: args.kl_weight,
+            contrastive_weight: args.contrastive_weight,
+            queue: args.queue,
+            augment: if args.no_augment {
+                train::augment::Augment::none()
+            } else {
+                train::augment::Augment::default()
+            },
+            ..Default::default()
+        }
+    };
+    let device = device(&args.device)?.autodiff();
+    let summary =
+        train::fit::fit(&config, &args.out, &device, args.resume).map_err(anyhow::Error::msg)?;
+    for e in &summary.epochs {
+        outln!(
+            "epoch {:>3}  loss {:.4}  ce {:.4}  landmark {:.4}  kl {:.4}  contrastive {:.4}  test accuracy {:.3}",
+            e.epoch, e.loss, e.ce, e.landmark, e.kl, e.contrastive, e.test_accuracy
+        );
+    }
+    outln!(
+        "final clean test accuracy {:.3} ({} training labels flipped)",
+        summary.test_accuracy,
+        summary.flipped
+    );
+    Ok(())
+}
+
+fn load_dataset(dataset: &Dataset, classes: ClassSet) -> anyhow::Result<Loaded> {
+    Ok(match dataset {
+        Dataset::Rafdb { root } => rafdb::read(root)?,
+        Dataset::Ferplus {
+            fer2013,
+            ferplus: votes,
+        } => ferplus::read(fer2013, votes, classes)?,
+        Dataset::Affectnet { csv, images } => affectnet::read(csv, images, classes)?,
+        Dataset::Folder { root } => folder::read(root, classes, Split::Train)?,
+    })
+}
+
+fn class_set(n: u8) -> ClassSet {
+    if n == 8 {
+        ClassSet::Eight
+    } else {
+        ClassSet::Seven
+    }
+}
+
+fn prepare(
+    dataset: Dataset,
+    out: Option<PathBuf>,
+    size: u32,
+    classes: u8,
+    cnn_model: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let out = out.ok_or_else(|| anyhow::anyhow!("--out DIR is required"))?;
+    anyhow::ensure!(
+        size >= 32 && size.is_multiple_of(32),
+        "--size {size}: a positive multiple of 32 is needed"
+    );
+    let classes = class_set(classes);
+    let loaded = load_dataset(&dataset, classes)?;
+    let finder = edge_fer::FaceFinder::load(&edge_fer::detect::FaceFinderConfig {
+        cnn_model,
+        ..Default::default()
+    })?;
+    let alignment = train::fit::default_alignment().map_err(anyhow::Error::msg)?;
+    let summary = train::prepare::prepare(
+        &loaded,
+        &format!("{dataset:?}"),
+        classes,
+        &finder,
+        &alignment,
+        size,
+        &out,
+    )
+    .map_err(anyhow::Error::msg)?;
+    const SHOWN: usize = 20;
+    for s in summary.skipped.iter().take(SHOWN) {
+        eprintln!("skipped {s}");
+    }
+    if summary.skipped.len() > SHOWN {
+        eprintln!("... and {} more skipped", summary.skipped.len() - SHOWN);
+    }
+    let l = &summary.landmarks;
+    outln!(
+        "prepared {} faces ({size}x{size}) into {}; {} skipped; landmarks: {} from the dataset, {} in its boxes, {} detected, {} in the whole pre-cropped image",
+        summary.faces,
+        out.display(),
+        summary.skipped.len(),
+        l.dataset,
+        l.dataset_box,
+        l.detected,
+        l.whole_image
+    );
+    Ok(())
 }
 
 fn synth(
@@ -291,20 +445,8 @@ fn synth(
 }
 
 fn inspect(dataset: Dataset, options: InspectOptions) -> anyhow::Result<()> {
-    let classes = if options.classes == 8 {
-        ClassSet::Eight
-    } else {
-        ClassSet::Seven
-    };
-    let loaded = match &dataset {
-        Dataset::Rafdb { root } => rafdb::read(root)?,
-        Dataset::Ferplus {
-            fer2013,
-            ferplus: votes,
-        } => ferplus::read(fer2013, votes, classes)?,
-        Dataset::Affectnet { csv, images } => affectnet::read(csv, images, classes)?,
-        Dataset::Folder { root } => folder::read(root, classes, Split::Train)?,
-    };
+    let classes = class_set(options.classes);
+    let loaded = load_dataset(&dataset, classes)?;
     report(&loaded, classes);
     if let Some(kind) = options.noise {
         let train: Vec<Expression> = loaded

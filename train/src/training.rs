@@ -16,10 +16,12 @@ use edge_fer::classify::normalise_into;
 use edge_fer::model_card::{Alignment, Channels, InputSpec, Layout, Normalise};
 use image::RgbImage;
 
+use crate::augment::{erase, Plan};
 use crate::landmarks::{heatmap_pixel, heatmap_targets, HeatmapConfig};
-use crate::loss::{kl_batchmean, AdaptiveWing};
+use crate::loss::{contrastive_direction, kl_batchmean, pseudo_labels, AdaptiveWing};
 use crate::model::lanet::LaNet;
-use crate::model::lde::{HistoryBank, Lde, LdeConfig};
+use crate::model::lde::{host_values, HistoryBank, Lde, LdeConfig};
+use crate::model::moco::{Heads, MomentumEncoder, Queue};
 
 /// ImageNet mean and std of 0-1 RGB values (what torchvision ResNets are trained with); the
 /// exported card declares them so the runtime normalises identically.
@@ -27,13 +29,15 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// See [`IMAGENET_MEAN`].
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-/// The backbone and the LDE scorers, optimised together.
+/// The backbone, the LDE scorers and the contrastive projection heads, optimised together.
 #[derive(Module, Debug)]
 pub struct TrainModel {
     /// LA-Net.
     pub net: LaNet,
     /// LDE pair scorers.
     pub lde: Lde,
+    /// Projection heads of the contrastive loss.
+    pub heads: Heads,
 }
 
 /// A training batch.
@@ -51,83 +55,108 @@ pub struct Batch {
     pub heat_weights: Tensor<4>,
 }
 
-/// One face for a batch: the frame, its 68 landmarks, its label and dataset index.
-pub struct BatchItem<'a> {
-    /// The picture the landmarks refer to.
-    pub image: &'a RgbImage,
-    /// 68 landmarks in its pixels.
-    pub landmarks: &'a [[f32; 2]; 68],
-    /// Given label.
-    pub label: usize,
-    /// Dataset index.
-    pub index: usize,
+/// A face warped to the model's input: the crop and its 68 landmarks in crop pixels. This is
+/// what `train prepare` caches and what batches are cut from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlignedFace {
+    /// `S x S` RGB crop.
+    pub crop: RgbImage,
+    /// The 68 landmarks in the crop's pixels.
+    pub landmarks: [[f32; 2]; 68],
 }
 
-/// Batch items for synthetic faces, with their position as dataset index.
-pub fn synthetic_items(faces: &[crate::data::synthetic::SyntheticFace]) -> Vec<BatchItem<'_>> {
-    faces
-        .iter()
-        .enumerate()
-        .map(|(i, f)| BatchItem {
-            image: &f.image,
-            landmarks: &f.landmarks,
-            label: f.label.index(),
-            index: i,
-        })
-        .collect()
-}
-
-/// Builds a batch of `size` x `size` crops aligned to `alignment`.
+/// Warps a face to the `size` x `size` crop of `alignment` with the runtime's own alignment
+/// (`edge_fer::align::align`), carrying its landmarks along.
 ///
 /// # Errors
-/// A message if a face cannot be aligned (degenerate landmarks).
-pub fn make_batch(
-    items: &[BatchItem<'_>],
+/// A message if the landmarks are degenerate.
+pub fn align_face(
+    image: &RgbImage,
+    landmarks: &[[f32; 2]; 68],
     alignment: &Alignment,
     size: u32,
-    device: &Device,
-) -> Result<Batch, String> {
-    let spec = InputSpec {
+) -> Result<AlignedFace, String> {
+    let mut crop = RgbImage::new(size, size);
+    let to_crop = edge_fer::align::align(
+        image,
+        &edge_fer::Landmarks(*landmarks),
+        alignment,
+        &mut crop,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(AlignedFace {
+        crop,
+        landmarks: landmarks.map(|p| to_crop.apply(p)),
+    })
+}
+
+/// The input the network is trained on and the exported card declares: `S x S` RGB, NCHW.
+pub fn input_spec(size: u32) -> InputSpec {
+    InputSpec {
         name: "images".into(),
         layout: Layout::Nchw,
         height: size,
         width: size,
         channels: Channels::Rgb,
-    };
-    let norm = Normalise::MeanStd {
+    }
+}
+
+/// The normalisation the network is trained with (ImageNet mean/std).
+pub fn normalisation() -> Normalise {
+    Normalise::MeanStd {
         mean: IMAGENET_MEAN.to_vec(),
         std: IMAGENET_STD.to_vec(),
-    };
+    }
+}
+
+/// Builds a batch from aligned faces, each augmented by its plan (use [`Plan::identity`] for
+/// evaluation), normalised by the runtime's `normalise_into`, with heatmap targets from the
+/// (augmented) landmarks.
+///
+/// # Panics
+/// If `faces`, `labels`, `indices` and `plans` differ in length.
+pub fn make_batch(
+    faces: &[&AlignedFace],
+    labels: Vec<usize>,
+    indices: Vec<usize>,
+    plans: &[Plan],
+    device: &Device,
+) -> Batch {
+    assert!(
+        faces.len() == labels.len() && faces.len() == indices.len() && faces.len() == plans.len()
+    );
+    let size = faces.first().map_or(32, |f| f.crop.width());
+    let (spec, norm) = (input_spec(size), normalisation());
     let (s, hs) = (size as usize, size as usize / 4);
     let per = 3 * s * s;
-    let mut pixels = vec![0.0f32; per * items.len()];
+    let mut pixels = vec![0.0f32; per * faces.len()];
     let (mut heat, mut weight) = (Vec::new(), Vec::new());
-    for (item, out) in items.iter().zip(pixels.chunks_mut(per)) {
-        let mut crop = RgbImage::new(size, size);
-        let landmarks = edge_fer::Landmarks(*item.landmarks);
-        let to_crop = edge_fer::align::align(item.image, &landmarks, alignment, &mut crop)
-            .map_err(|e| e.to_string())?;
-        normalise_into(&crop, &spec, &norm, out).map_err(|e| e.to_string())?;
-        let points: Vec<[i64; 2]> = item
-            .landmarks
+    for ((face, plan), out) in faces.iter().zip(plans).zip(pixels.chunks_mut(per)) {
+        let (crop, landmarks) = if *plan == Plan::identity(size) {
+            (face.crop.clone(), face.landmarks)
+        } else {
+            plan.apply(&face.crop, &face.landmarks)
+        };
+        normalise_into(&crop, &spec, &norm, out).expect("crops are built at the input size");
+        if let Some(rect) = plan.erase {
+            erase(out, size, rect);
+        }
+        let points: Vec<[i64; 2]> = landmarks
             .iter()
-            .map(|&p| {
-                let [x, y] = to_crop.apply(p);
-                [heatmap_pixel(x, 4.0), heatmap_pixel(y, 4.0)]
-            })
+            .map(|&[x, y]| [heatmap_pixel(x, 4.0), heatmap_pixel(y, 4.0)])
             .collect();
         let (h, w) = heatmap_targets(&points, hs, hs, &HeatmapConfig::default());
         heat.extend(h);
         weight.extend(w);
     }
-    let n = items.len();
-    Ok(Batch {
+    let n = faces.len();
+    Batch {
         images: Tensor::from_data(TensorData::new(pixels, [n, 3, s, s]), device),
-        labels: items.iter().map(|i| i.label).collect(),
-        indices: items.iter().map(|i| i.index).collect(),
+        labels,
+        indices,
         heatmaps: Tensor::from_data(TensorData::new(heat, [n, 68, hs, hs]), device),
         heat_weights: Tensor::from_data(TensorData::new(weight, [n, 68, hs, hs]), device),
-    })
+    }
 }
 
 /// Loss weights and LDE settings of a step.
@@ -137,6 +166,14 @@ pub struct StepConfig {
     pub landmark_weight: f64,
     /// Weight of the KL loss to the LDE targets.
     pub kl_weight: f64,
+    /// Weight of the expression-landmark contrastive loss (0 turns the momentum encoder off).
+    pub contrastive_weight: f64,
+    /// Contrastive temperature.
+    pub temperature: f64,
+    /// LDE-target confidence at which a sample's pseudo-label is its argmax class.
+    pub confidence: f32,
+    /// Momentum of the key encoder.
+    pub key_momentum: f64,
     /// LDE settings.
     pub lde: LdeConfig,
     /// Adaptive Wing parameters.
@@ -146,7 +183,7 @@ pub struct StepConfig {
 }
 
 /// The loss terms of one step, for logging.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct StepLosses {
     /// Cross-entropy with the given labels.
     pub ce: f32,
@@ -154,8 +191,21 @@ pub struct StepLosses {
     pub landmark: f32,
     /// KL to the LDE targets.
     pub kl: f32,
+    /// Expression-landmark contrastive loss (both directions).
+    pub contrastive: f32,
     /// The weighted total that was minimised.
     pub total: f32,
+}
+
+/// The contrastive loss's state beside the trained model: the key encoder and both queues.
+#[derive(Debug)]
+pub struct Contrast {
+    /// Momentum copy of the backbone and heads.
+    pub encoder: MomentumEncoder,
+    /// Past expression keys.
+    pub expr_queue: Queue,
+    /// Past landmark keys.
+    pub landmark_queue: Queue,
 }
 
 /// Mean cross-entropy of `logits` against class indices.
@@ -175,11 +225,13 @@ pub fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {
         .div_scalar(n as f64)
 }
 
-/// One optimisation step; updates the history bank with the step's targets.
+/// One optimisation step; updates the history bank with the step's targets and, when
+/// `contrast` is given, the key encoder and queues.
 pub fn train_step(
     model: TrainModel,
     optim: &mut ModuleOptimizer,
     bank: &mut HistoryBank,
+    contrast: Option<&mut Contrast>,
     batch: &Batch,
     config: &StepConfig,
 ) -> (TrainModel, StepLosses) {
@@ -192,25 +244,68 @@ pub fn train_step(
         batch.heat_weights.clone(),
     );
     let lde = model.lde.forward(
-        out.expr_feature,
-        out.landmark_feature,
+        out.expr_feature.clone(),
+        out.landmark_feature.clone(),
         out.logits.clone(),
         bank.gather(&batch.indices, &device),
         &config.lde,
     );
     bank.update(&batch.indices, &lde.targets);
-    let kl = kl_batchmean(lde.targets, out.logits);
-    let total = ce.clone()
+    let classes = out.logits.dims()[1];
+    let kl = kl_batchmean(lde.targets.clone(), out.logits);
+    let mut total = ce.clone()
         + landmark.clone().mul_scalar(config.landmark_weight)
         + kl.clone().mul_scalar(config.kl_weight);
     let scalar = |t: &Tensor<1>| t.clone().into_scalar::<f32>();
+    let mut pushed = None;
+    let mut contrastive_value = 0.0;
+    if let Some(state) = contrast {
+        // MoCo order: move the key encoder towards the current weights, then embed the keys.
+        state
+            .encoder
+            .follow(&model.net, &model.heads, config.key_momentum);
+        let keys = state.encoder.keys(batch.images.clone());
+        let labels = pseudo_labels(
+            &host_values(&lde.targets),
+            classes,
+            &batch.indices,
+            config.confidence,
+        );
+        let q_expr = model.heads.expr.forward(out.expr_feature);
+        let q_landmark = model.heads.landmark.forward(out.landmark_feature);
+        let loss = contrastive_direction(
+            q_expr,
+            keys.landmark.clone(),
+            state.landmark_queue.tensor(&device),
+            &labels,
+            &state.landmark_queue.labels,
+            config.temperature,
+        ) + contrastive_direction(
+            q_landmark,
+            keys.expr.clone(),
+            state.expr_queue.tensor(&device),
+            &labels,
+            &state.expr_queue.labels,
+            config.temperature,
+        );
+        contrastive_value = scalar(&loss);
+        total = total + loss.mul_scalar(config.contrastive_weight);
+        pushed = Some((state, keys, labels));
+    }
     let losses = StepLosses {
         ce: scalar(&ce),
         landmark: scalar(&landmark),
         kl: scalar(&kl),
+        contrastive: contrastive_value,
         total: scalar(&total),
     };
     let grads = GradientsParams::from_grads(total.backward(), &model);
+    if let Some((state, keys, labels)) = pushed {
+        state.expr_queue.push(&host_values(&keys.expr), &labels);
+        state
+            .landmark_queue
+            .push(&host_values(&keys.landmark), &labels);
+    }
     (optim.step(config.lr, model, grads), losses)
 }
 
@@ -221,51 +316,92 @@ mod tests {
     use crate::model::lanet::LaNetConfig;
 
     #[test]
-    fn steps_on_one_batch_reduce_the_loss() {
+    fn steps_on_one_batch_reduce_every_loss() {
         let device = Device::flex().autodiff();
         device.seed(3);
-        let faces: Vec<_> = stream(11, 96, 7).take(16).collect();
-        let items = synthetic_items(&faces);
         let card = edge_fer::ModelCard::from_json(
             edge_fer::classify::BUILTIN_CARD,
             std::path::Path::new("builtin"),
         )
         .unwrap();
-        let batch = make_batch(&items, &card.alignment, 64, &device).unwrap();
+        let faces: Vec<AlignedFace> = stream(11, 96, 7)
+            .take(16)
+            .map(|f| align_face(&f.image, &f.landmarks, &card.alignment, 64).unwrap())
+            .collect();
+        let labels: Vec<usize> = stream(11, 96, 7)
+            .take(16)
+            .map(|f| f.label.index())
+            .collect();
+        let refs: Vec<&AlignedFace> = faces.iter().collect();
+        let batch = make_batch(
+            &refs,
+            labels.clone(),
+            (0..16).collect(),
+            &vec![Plan::identity(64); 16],
+            &device,
+        );
         assert_eq!(batch.images.dims(), [16, 3, 64, 64]);
         assert_eq!(batch.heatmaps.dims(), [16, 68, 16, 16]);
 
-        let net = LaNetConfig::new()
+        let lanet = LaNetConfig::new()
             .with_width(8)
             .with_blocks(1)
-            .with_fpn_channels(16)
-            .init(&device);
+            .with_fpn_channels(16);
+        let net = lanet.init(&device);
+        let heads = Heads::for_net(&lanet, 16, &device);
         let config = StepConfig {
             landmark_weight: 1.0,
             kl_weight: 1.0,
+            contrastive_weight: 0.1,
+            temperature: 0.1,
+            confidence: 0.7,
+            key_momentum: 0.99,
             lde: LdeConfig::new(64, 16).with_k(4),
             adaptive_wing: AdaptiveWing::default(),
             lr: 1e-3,
         };
+        let mut contrast = Contrast {
+            encoder: MomentumEncoder::new(&net, &heads, &lanet, &device),
+            expr_queue: Queue::new(40, 16, 1),
+            landmark_queue: Queue::new(40, 16, 2),
+        };
         let mut model = TrainModel {
             net,
             lde: config.lde.init(&device),
+            heads,
         };
         let mut optim = burn::optim::AdamConfig::new().init();
         let mut bank = HistoryBank::from_labels(&batch.labels, 7);
         let mut history = Vec::new();
         for _ in 0..12 {
-            let (next, losses) = train_step(model, &mut optim, &mut bank, &batch, &config);
-            model = next;
-            assert!(
-                losses.total.is_finite() && losses.ce.is_finite() && losses.kl.is_finite(),
-                "{losses:?}"
+            let (next, losses) = train_step(
+                model,
+                &mut optim,
+                &mut bank,
+                Some(&mut contrast),
+                &batch,
+                &config,
             );
+            model = next;
+            assert!(losses.total.is_finite(), "{losses:?}");
             history.push(losses);
         }
         let (first, last) = (history[0], history[history.len() - 1]);
         assert!(last.total < 0.8 * first.total, "{first:?} -> {last:?}");
         assert!(last.ce < first.ce, "{first:?} -> {last:?}");
         assert!(last.landmark < first.landmark, "{first:?} -> {last:?}");
+        assert!(first.contrastive > 0.0, "{first:?}");
+        assert!(
+            last.contrastive < first.contrastive,
+            "{first:?} -> {last:?}"
+        );
+        // 12 steps of 16 keys went through the 40-row queues: all rows hold keys now, the newest
+        // at the rows before the head.
+        assert_eq!(contrast.expr_queue.head, (12 * 16) % 40);
+        assert!(contrast
+            .expr_queue
+            .labels
+            .iter()
+            .all(|&l| l != Queue::EMPTY));
     }
 }

@@ -141,3 +141,253 @@ fn eval_of_a_folder_without_checkpoints_is_a_clear_error() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn prepare_caches_the_runtimes_own_crops_and_fit_trains_on_them() {
+    let data = tempfile::tempdir().unwrap();
+    let put = |class: &str, name: &str, from: &str| {
+        std::fs::create_dir_all(data.path().join(class)).unwrap();
+        std::fs::copy(fixture(from), data.path().join(class).join(name)).unwrap();
+    };
+    put("happiness", "astronaut.png", "astronaut.png");
+    put("neutral", "hopper.jpg", "grace_hopper_512x512.jpg");
+    put("sadness", "biden.jpg", "biden.jpg");
+    put(
+        "anger",
+        "landscape.jpg",
+        "640px-IceBlockNearJoekullsarlon.jpg",
+    );
+    std::fs::create_dir_all(data.path().join("fear")).unwrap();
+    std::fs::write(
+        data.path().join("fear/broken.jpg"),
+        b"\xff\xd8\xff\xe0 not a jpeg",
+    )
+    .unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().to_str().unwrap();
+    let out = train(&[
+        "prepare",
+        "folder",
+        data.path().to_str().unwrap(),
+        "--out",
+        c,
+        "--size",
+        "64",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("prepared 3 faces"), "{stdout}");
+    assert!(stderr.contains("broken.jpg"), "{stderr}");
+    assert!(stderr.contains("landscape.jpg: no face found"), "{stderr}");
+
+    let opened = train::prepare::Cache::open(cache.path()).unwrap();
+    assert_eq!(opened.faces.len(), 3);
+    assert_eq!(opened.summary.skipped.len(), 2);
+    assert_eq!(opened.summary.landmarks.detected, 3);
+    // One preprocessing for training and inference: the cached crop is exactly what the
+    // runtime's detection + alignment makes of the photo.
+    let first = opened
+        .faces
+        .iter()
+        .position(|f| f.source.ends_with("astronaut.png"))
+        .unwrap();
+    let cached = opened.load(first).unwrap();
+    let photo = edge_fer::capture::decode_image(&fixture("astronaut.png")).unwrap();
+    let finder = edge_fer::FaceFinder::load(&Default::default()).unwrap();
+    let face = finder.find(&photo).remove(0);
+    let mut crop = image::RgbImage::new(64, 64);
+    edge_fer::align::align(
+        &photo,
+        &face.landmarks,
+        &train::fit::default_alignment().unwrap(),
+        &mut crop,
+    )
+    .unwrap();
+    assert!(
+        cached.crop == crop,
+        "cached crop differs from the runtime's"
+    );
+
+    // A short fit on the cache (all of it as test data too: a folder tree has one split).
+    let run = tempfile::tempdir().unwrap();
+    let r = run.path().to_str().unwrap();
+    let out = train(&[
+        "fit",
+        "--out",
+        r,
+        "--data",
+        c,
+        "--test-data",
+        c,
+        "--size",
+        "64",
+        "--width",
+        "4",
+        "--batch",
+        "3",
+        "--epochs",
+        "2",
+        "--k",
+        "2",
+        "--queue",
+        "6",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(run.path().join("checkpoint-002.bpk").is_file());
+    let out = train(&["eval", "--run", r]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total: u64 = report["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(total, 3);
+    assert!(run.path().join("confusion.png").is_file());
+}
+
+#[test]
+fn prepare_of_a_missing_folder_names_it() {
+    let out = train(&["prepare", "folder", "/nonexistent/faces", "--out", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/faces"), "{stderr}");
+}
+
+fn small_fit(out: &std::path::Path) -> Vec<String> {
+    [
+        "fit",
+        "--out",
+        out.to_str().unwrap(),
+        "--train-faces",
+        "140",
+        "--test-faces",
+        "35",
+        "--width",
+        "4",
+        "--batch",
+        "35",
+        "--epochs",
+        "4",
+        "--k",
+        "4",
+        "--queue",
+        "70",
+        "--noise",
+        "symmetric",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn final_weights(dir: &std::path::Path) -> Vec<f32> {
+    struct Values<'a>(&'a mut Vec<f32>);
+    impl burn::module::ModuleVisitor for Values<'_> {
+        fn visit_float<const D: usize>(
+            &mut self,
+            p: &burn::module::Param<burn::prelude::Tensor<D>>,
+        ) {
+            self.0.extend(
+                p.val()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap(),
+            );
+        }
+    }
+    let (_, net) = train::eval::load_model(
+        dir,
+        &dir.join("checkpoint-004.bpk"),
+        7,
+        &burn::prelude::Device::flex(),
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    burn::module::Module::visit(&net, &mut Values(&mut all));
+    all
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_weights_as_an_unbroken_one() {
+    let whole = tempfile::tempdir().unwrap();
+    let out = train(
+        &small_fit(whole.path())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let cut = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(small_fit(cut.path()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !cut.path().join("state-001.bin").exists() {
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "no state after 5 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    assert!(
+        !cut.path().join("checkpoint-004.bpk").exists(),
+        "the run finished before it could be killed"
+    );
+    let out = train(&["fit", "--out", cut.path().to_str().unwrap(), "--resume"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming"), "{stderr}");
+    assert!(final_weights(cut.path()) == final_weights(whole.path()));
+    let metrics = |d: &std::path::Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics(cut.path()), metrics(whole.path()));
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_message_and_keeps_its_last_good_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = small_fit(dir.path());
+    args.extend(["--lr".to_string(), "1e12".to_string()]);
+    let out = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loss became"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn resume_without_a_state_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = train(&["fit", "--out", dir.path().to_str().unwrap(), "--resume"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("config.json"), "{stderr}");
+}

@@ -111,7 +111,7 @@ pub fn knn_mask(features: &Tensor<2>, k: usize) -> Tensor<2> {
 }
 
 /// A float tensor's values on the host, row-major, detached from any graph.
-fn host_values(t: &Tensor<2>) -> Vec<f32> {
+pub fn host_values(t: &Tensor<2>) -> Vec<f32> {
     t.clone()
         .detach()
         .into_data()

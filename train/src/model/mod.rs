@@ -2,4 +2,5 @@
 
 pub mod lanet;
 pub mod lde;
+pub mod moco;
 pub mod resnet;
