@@ -62,7 +62,7 @@ fn main() {
     let t = Instant::now();
     let stats = pipeline::run(
         &mut source,
-        finder,
+        Some(finder),
         classifier,
         Box::new(std::io::sink()),
         &PipelineConfig::default(),

@@ -41,6 +41,11 @@ struct Cli {
     #[arg(long, value_name = "CARD")]
     model: Option<PathBuf>,
 
+    /// The images are already aligned face crops (e.g. RAF-DB's aligned set, `train prepare`'s
+    /// crops): classify each whole image as one face, without detection.
+    #[arg(long, conflicts_with = "camera")]
+    aligned: bool,
+
     /// dlib 68-point landmark model.
     #[arg(long, value_name = "FILE", env = LANDMARKS_MODEL_ENV, default_value = DEFAULT_LANDMARKS_MODEL)]
     landmarks_model: PathBuf,
@@ -132,12 +137,18 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
         None => Classifier::builtin().context("loading the built-in model")?,
     };
-    let finder = FaceFinder::load(&FaceFinderConfig {
-        landmarks_model: cli.landmarks_model.clone(),
-        cnn_model: cli.cnn_detector.clone(),
-        max_faces: cli.max_faces as usize,
-    })
-    .context("loading face detection")?;
+    let finder = if cli.aligned {
+        None
+    } else {
+        Some(
+            FaceFinder::load(&FaceFinderConfig {
+                landmarks_model: cli.landmarks_model.clone(),
+                cnn_model: cli.cnn_detector.clone(),
+                max_faces: cli.max_faces as usize,
+            })
+            .context("loading face detection")?,
+        )
+    };
     tracing::info!(
         source = %source.describe(),
         model = %classifier.card().name,

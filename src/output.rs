@@ -38,8 +38,9 @@ pub struct FaceResult {
     /// The detector's box in frame pixels (inclusive edges).
     #[serde(rename = "box")]
     pub bbox: FaceBox,
-    /// The 68 landmarks, `[x, y]` in frame pixels.
-    pub landmarks: Landmarks,
+    /// The 68 landmarks, `[x, y]` in frame pixels (absent with `--aligned`: nothing is detected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub landmarks: Option<Landmarks>,
     /// The most probable label.
     pub label: String,
     /// Its probability.

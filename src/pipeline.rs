@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::align::align;
 use crate::capture::{FailedFrame, Frame, FrameSource};
 use crate::classify::{AlignedFace, Classifier};
-use crate::detect::{Face, FaceFinder};
+use crate::detect::{Face, FaceBox, FaceFinder, Landmarks};
 use crate::error::{Error, Result};
 use crate::output::{write_result, FaceResult, Format, FrameResult};
 
@@ -53,10 +53,15 @@ enum Item {
 
 struct Detected {
     frame: Frame,
-    faces: Vec<Face>,
+    /// `None` when frames are already aligned face crops (no detector).
+    faces: Option<Vec<Face>>,
 }
 
 /// Runs the pipeline until the source ends, `max_frames` is reached or the output is closed.
+///
+/// Without a `finder`, every frame is taken to be an aligned face crop (RAF-DB's aligned set,
+/// `train prepare`'s crops): it is resized to the model's input and classified as one face whose
+/// box is the whole frame.
 ///
 /// # Errors
 /// Only for failures of the run itself (a worker thread panicked, output could not be written for
@@ -64,7 +69,7 @@ struct Detected {
 /// [`Stats::failed`].
 pub fn run(
     source: &mut dyn FrameSource,
-    finder: FaceFinder,
+    finder: Option<FaceFinder>,
     classifier: Classifier,
     out: Box<dyn Write + Send>,
     config: &PipelineConfig,
@@ -80,7 +85,7 @@ pub fn run(
     // a file source holds none, and its blocking send fails once detection is gone.
     let stale_rx = live.then(|| capture_rx.clone());
     let detect = spawn("detect", move || {
-        detect_stage(&finder, capture_rx, detect_tx)
+        detect_stage(finder.as_ref(), capture_rx, detect_tx)
     })?;
     let classify = spawn("classify", move || {
         classify_stage(&classifier, detect_rx_classify, result_tx)
@@ -141,14 +146,14 @@ fn send_dropping_stale(
 }
 
 fn detect_stage(
-    finder: &FaceFinder,
+    finder: Option<&FaceFinder>,
     rx: Receiver<Item>,
     tx: Sender<std::result::Result<Detected, FailedFrame>>,
 ) {
     for item in rx {
         let next = match item {
             Item::Frame(frame) => {
-                let faces = finder.find(&frame.rgb);
+                let faces = finder.map(|f| f.find(&frame.rgb));
                 Ok(Detected { frame, faces })
             }
             Item::Failed(failed) => Err(failed),
@@ -184,18 +189,38 @@ fn classify_stage(
 fn classify_frame(classifier: &Classifier, detected: Detected) -> FrameResult {
     let Detected { frame, faces } = detected;
     let card = classifier.card();
-    let mut kept = Vec::with_capacity(faces.len());
-    let mut crops = Vec::with_capacity(faces.len());
-    for face in faces {
-        let mut crop = classifier.blank_crop();
-        match align(&frame.rgb, &face.landmarks, &card.alignment, &mut crop) {
-            Ok(_) => {
-                crops.push(AlignedFace(crop));
-                kept.push(face);
+    let mut kept: Vec<(FaceBox, Option<Landmarks>)> = Vec::new();
+    let mut crops = Vec::new();
+    match faces {
+        Some(faces) => {
+            for face in faces {
+                let mut crop = classifier.blank_crop();
+                match align(&frame.rgb, &face.landmarks, &card.alignment, &mut crop) {
+                    Ok(_) => {
+                        crops.push(AlignedFace(crop));
+                        kept.push((face.bbox, Some(face.landmarks)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(source = %frame.source, frame = frame.index, "face skipped: {e}")
+                    }
+                }
             }
-            Err(e) => {
-                tracing::warn!(source = %frame.source, frame = frame.index, "face skipped: {e}")
-            }
+        }
+        None => {
+            let (w, h) = (card.input.width, card.input.height);
+            let crop = if frame.rgb.dimensions() == (w, h) {
+                frame.rgb.clone()
+            } else {
+                image::imageops::resize(&frame.rgb, w, h, image::imageops::FilterType::Triangle)
+            };
+            crops.push(AlignedFace(crop));
+            let whole = FaceBox {
+                left: 0,
+                top: 0,
+                right: i64::from(frame.rgb.width()) - 1,
+                bottom: i64::from(frame.rgb.height()) - 1,
+            };
+            kept.push((whole, None));
         }
     }
     let probs = match classifier.classify(&crops) {
@@ -205,11 +230,11 @@ fn classify_frame(classifier: &Classifier, detected: Detected) -> FrameResult {
     let faces = kept
         .into_iter()
         .zip(probs)
-        .map(|(face, p)| {
+        .map(|((bbox, landmarks), p)| {
             let best = p.argmax();
             FaceResult {
-                bbox: face.bbox,
-                landmarks: face.landmarks,
+                bbox,
+                landmarks,
                 label: card.labels[best].clone(),
                 score: p.0[best],
                 probs: card

@@ -314,3 +314,38 @@ fn closed_output_pipe_ends_the_run_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
+
+#[test]
+fn aligned_mode_classifies_each_whole_image_without_detection() {
+    // The landmark model is never loaded in this mode: a missing one is no error.
+    let out = edge_fer(&[
+        "--aligned",
+        "--landmarks-model",
+        "/nonexistent/shape_predictor.dat",
+        "--image",
+        fixture(PORTRAITS[0]).to_str().unwrap(),
+        fixture(LANDSCAPE).to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 2);
+    for v in &lines {
+        let faces = v["faces"].as_array().unwrap();
+        assert_eq!(faces.len(), 1, "{v}");
+        let face = &faces[0];
+        assert!(face.get("landmarks").is_none(), "{face}");
+        let (w, h) = (v["width"].as_i64().unwrap(), v["height"].as_i64().unwrap());
+        assert_eq!(face["box"]["right"].as_i64(), Some(w - 1));
+        assert_eq!(face["box"]["bottom"].as_i64(), Some(h - 1));
+        let sum: f64 = face["probs"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_f64().unwrap())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-4);
+    }
+    // A camera is not a source of aligned crops.
+    let out = edge_fer(&["--aligned", "--camera", "0"]);
+    assert_eq!(out.status.code(), Some(2), "clap usage error");
+}

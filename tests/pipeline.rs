@@ -84,7 +84,7 @@ fn live_source_drops_stale_frames_and_counts_them() {
     let out = Captured::default();
     let stats = pipeline::run(
         &mut camera,
-        finder,
+        Some(finder),
         classifier,
         Box::new(out.clone()),
         &PipelineConfig::default(),
@@ -110,7 +110,7 @@ fn file_source_keeps_every_frame_in_order() {
     let out = Captured::default();
     let stats = pipeline::run(
         &mut files,
-        finder,
+        Some(finder),
         classifier,
         Box::new(out.clone()),
         &PipelineConfig::default(),

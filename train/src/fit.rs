@@ -63,6 +63,8 @@ pub struct FitConfig {
     pub width: usize,
     /// Basic blocks per stage (2 = ResNet-18).
     pub blocks: usize,
+    /// ResNet-50 (bottleneck blocks 3, 4, 6, 3) instead of basic blocks.
+    pub resnet50: bool,
     /// Epochs.
     pub epochs: usize,
     /// Batch size.
@@ -108,6 +110,7 @@ impl Default for FitConfig {
             input_size: 64,
             width: 8,
             blocks: 1,
+            resnet50: false,
             epochs: 10,
             batch: 64,
             lr: 1e-3,
@@ -135,6 +138,7 @@ impl FitConfig {
             .with_classes(classes)
             .with_width(self.width)
             .with_blocks(self.blocks)
+            .with_resnet50(self.resnet50)
     }
 
     /// Reads a run's `config.json`.
@@ -458,7 +462,11 @@ fn load_module<M: Module>(m: M, bytes: &[u8], what: &str) -> Result<M, String> {
 
 impl Run {
     fn fresh(config: &FitConfig, labels: &[usize], classes: usize, device: &Device) -> Self {
-        // Initial weights come from the device's generator: seed it so a run is reproducible.
+        // Initial weights come from the device's generator, which is shared by the whole process:
+        // seed it and draw every initial weight under one lock, so that two runs in one process
+        // (tests, a notebook-style driver) cannot interleave their draws.
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(config.seed);
         let lanet = config.lanet(classes);
         let net = lanet.init(device);
@@ -468,7 +476,7 @@ impl Run {
             expr_queue: Queue::new(config.queue, config.embed_dim, config.seed ^ 0xE1),
             landmark_queue: Queue::new(config.queue, config.embed_dim, config.seed ^ 0x1A),
         });
-        let lde = LdeConfig::new(8 * config.width, lanet.fpn_channels)
+        let lde = LdeConfig::new(lanet.feature_dim(), lanet.fpn_channels)
             .with_k(config.k)
             .with_momentum(config.momentum);
         Run {
@@ -635,7 +643,8 @@ pub fn fit(
         Method::Lanet => (config.landmark_weight, config.kl_weight),
         Method::Ce => (0.0, 0.0),
     };
-    let lde = LdeConfig::new(8 * config.width, config.lanet(classes).fpn_channels)
+    let lanet = config.lanet(classes);
+    let lde = LdeConfig::new(lanet.feature_dim(), lanet.fpn_channels)
         .with_k(config.k)
         .with_momentum(config.momentum);
     let steps_per_epoch = labels.len().div_ceil(config.batch);

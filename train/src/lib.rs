@@ -1,14 +1,17 @@
 //! Training for edge-fer's expression models (LA-Net, Wu & Cui, ICCV 2023).
 //!
-//! This first part holds the data side: one canonical label order ([`data::Expression`]), readers
-//! for the datasets people use (RAF-DB, FERPlus, AffectNet, a folder per label), seeded label-noise
-//! injection that remembers what it flipped, and the progressively balanced sampler. The burn
-//! model, the training loop, evaluation and ONNX export build on it.
+//! Data: one canonical label order ([`data::Expression`]), readers for the datasets people use
+//! (RAF-DB, FERPlus, AffectNet, a folder per label), seeded label noise that remembers what it
+//! flipped, the progressively balanced sampler, synthetic faces, and [`prepare`]'s crop cache made
+//! with the runtime's own detection and alignment. Model: [`model`] (ResNet, LA-Net, LDE, MoCo),
+//! [`loss`], one step in [`training`], the loop in [`fit`] with [`state`] for exact resumption,
+//! [`eval`], and [`export`] of the inference path to ONNX with its model card.
 #![warn(missing_docs)]
 
 pub mod augment;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod fit;
 pub mod landmarks;
 pub mod loss;

@@ -67,6 +67,31 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         run: PathBuf,
     },
+    /// Export a run's inference path (no landmark branch) to OUT/model.onnx with the model card
+    /// OUT/model.json that `edge-fer --model` reads; checks tract against burn before writing.
+    Export {
+        /// The run's output folder.
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
+        /// The checkpoint to export (default: the run's newest).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// Folder to write model.onnx and model.json into (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The model's name in its card (default: the output folder's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Write a run's clean test crops as OUT/<class>/<index>.png, for `edge-fer --aligned`.
+    Crops {
+        /// The run's output folder.
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
+        /// Folder to write into (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Write a synthetic dataset: OUT/<class>/<index>.png plus OUT/landmarks.jsonl.
     Synth {
         /// Output folder (created).
@@ -129,6 +154,9 @@ struct FitArgs {
     /// Basic blocks per stage (2 = ResNet-18).
     #[arg(long, default_value_t = 1)]
     blocks: usize,
+    /// ResNet-50 backbone (bottleneck blocks 3, 4, 6, 3; --blocks is ignored).
+    #[arg(long)]
+    resnet50: bool,
     /// Batch size.
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -141,6 +169,11 @@ struct FitArgs {
     /// LDE neighbours.
     #[arg(long, default_value_t = 8)]
     k: usize,
+    /// LDE history weight w in target = w * history + (1 - w) * neighbours. Each sample's
+    /// one-hot label keeps weight w^epochs, so short runs need a smaller w than the paper's 0.9
+    /// over 80 epochs.
+    #[arg(long, default_value_t = 0.9)]
+    history_momentum: f64,
     /// Weight of the landmark (Adaptive Wing) loss.
     #[arg(long, default_value_t = 1.0)]
     landmark_weight: f64,
@@ -248,6 +281,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cnn_model,
         } => prepare(dataset, out, size, classes, cnn_model),
         Command::Fit(args) => fit(*args),
+        Command::Export {
+            run,
+            checkpoint,
+            out,
+            name,
+        } => {
+            let name = name.unwrap_or_else(|| {
+                out.file_name()
+                    .map_or("lanet".into(), |n| n.to_string_lossy().into_owned())
+            });
+            let report = train::export::export(&run, checkpoint.as_deref(), &out, &name)
+                .map_err(anyhow::Error::msg)?;
+            outln!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Crops { run, out } => {
+            let n = train::export::write_test_crops(&run, &out).map_err(anyhow::Error::msg)?;
+            outln!("wrote {n} test crops to {}", out.display());
+            Ok(())
+        }
     }
 }
 
@@ -291,10 +344,12 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
             input_size: args.size,
             width: args.width,
             blocks: args.blocks,
+            resnet50: args.resnet50,
             batch: args.batch,
             lr: args.lr,
             seed: args.seed,
             k: args.k,
+            momentum: args.history_momentum,
             landmark_weight: args.landmark_weight,
             kl_weight: args.kl_weight,
             contrastive_weight: args.contrastive_weight,

@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use super::resnet::{copy_values, Stage, Stem};
+use super::resnet::{copy_values, Stage, Stem, EXPANSION};
 
 /// LA-Net's shape.
 #[derive(Config, Debug)]
@@ -29,6 +29,9 @@ pub struct LaNetConfig {
     /// Channels of the FPN maps; the landmark feature is the pooled finest map.
     #[config(default = 64)]
     pub fpn_channels: usize,
+    /// ResNet-50's bottleneck blocks, 3, 4, 6, 3 per stage (`blocks` is then ignored).
+    #[config(default = false)]
+    pub resnet50: bool,
 }
 
 impl LaNetConfig {
@@ -36,30 +39,49 @@ impl LaNetConfig {
     /// the expression branch's, with their own parameters.
     pub fn init(&self, device: &Device) -> LaNet {
         let w = self.width;
-        let expr = vec![
-            Stage::new(w, 2 * w, self.blocks, 2, device),
-            Stage::new(2 * w, 4 * w, self.blocks, 2, device),
-            Stage::new(4 * w, 8 * w, self.blocks, 2, device),
-        ];
-        let landmark = [(w, 2 * w), (2 * w, 4 * w), (4 * w, 8 * w)]
-            .iter()
+        let channels = self.stage_channels();
+        // Stage i (0 = layer1) takes the previous stage's channels (the stem's for layer1).
+        let stage = |i: usize| {
+            let input = if i == 0 { w } else { channels[i - 1] };
+            let stride = if i == 0 { 1 } else { 2 };
+            if self.resnet50 {
+                Stage::bottleneck(input, w << i, [3, 4, 6, 3][i], stride, device)
+            } else {
+                Stage::new(input, w << i, self.blocks, stride, device)
+            }
+        };
+        let expr: Vec<Stage> = (1..4).map(stage).collect();
+        let landmark = (1..4)
             .zip(&expr)
-            .map(|(&(i, o), e)| copy_values(e, Stage::new(i, o, self.blocks, 2, device)))
+            .map(|(i, e)| copy_values(e, stage(i)))
             .collect();
         let f = self.fpn_channels;
-        let lateral = [w, 2 * w, 4 * w, 8 * w]
+        let lateral = channels
             .iter()
             .map(|&c| Conv2dConfig::new([c, f], [1, 1]).init(device))
             .collect();
         LaNet {
             stem: Stem::new(w, device),
-            layer1: Stage::new(w, w, self.blocks, 1, device),
+            layer1: stage(0),
             expr,
-            classifier: LinearConfig::new(8 * w, self.classes).init(device),
+            classifier: LinearConfig::new(self.feature_dim(), self.classes).init(device),
             landmark,
             lateral,
             heatmap: Conv2dConfig::new([f, self.landmarks], [1, 1]).init(device),
         }
+    }
+}
+
+impl LaNetConfig {
+    /// Output channels of layer1-4.
+    pub fn stage_channels(&self) -> [usize; 4] {
+        let e = if self.resnet50 { EXPANSION } else { 1 };
+        [0, 1, 2, 3].map(|i| (self.width << i) * e)
+    }
+
+    /// Width of the pooled expression feature (512 for ResNet-18, 2048 for ResNet-50).
+    pub fn feature_dim(&self) -> usize {
+        self.stage_channels()[3]
     }
 }
 
@@ -75,6 +97,26 @@ pub struct LaNet {
     heatmap: Conv2d,
 }
 
+/// The inference path alone (stem, layer1, expression layers 2-4, pooling, classifier): what is
+/// exported to ONNX, with none of the landmark branch's weights.
+#[derive(Module, Debug)]
+pub struct ExpressionNet {
+    stem: Stem,
+    layer1: Stage,
+    expr: Vec<Stage>,
+    classifier: Linear,
+}
+
+impl ExpressionNet {
+    /// # Shapes
+    /// `[N, 3, H, W]` -> logits `[N, C]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self.layer1.forward(self.stem.forward(images));
+        let x = self.expr.iter().fold(x, |x, s| s.forward(x));
+        self.classifier.forward(global_pool(x))
+    }
+}
+
 /// Everything the training step needs from one forward pass.
 #[derive(Debug, Clone)]
 pub struct LaNetOutput {
@@ -88,9 +130,15 @@ pub struct LaNetOutput {
     pub heatmaps: Tensor<4>,
 }
 
+/// Global average pooling, as sums and a division: burn-onnx lowers `sum_dim` (not `mean_dim`),
+/// and unlike adaptive pooling its gradient is computed deterministically on the CPU backend,
+/// which exact resumption relies on.
 fn global_pool(x: Tensor<4>) -> Tensor<2> {
-    let [n, c, _, _] = x.dims();
-    x.mean_dim(3).mean_dim(2).reshape([n, c])
+    let [n, c, h, w] = x.dims();
+    x.sum_dim(3)
+        .sum_dim(2)
+        .reshape([n, c])
+        .div_scalar((h * w) as f64)
 }
 
 impl LaNet {
@@ -128,6 +176,22 @@ impl LaNet {
             expr_feature,
             landmark_feature,
             heatmaps,
+        }
+    }
+
+    /// A deep copy of the inference path (`config` must be the one that built `self`).
+    pub fn expression_net(&self, config: &LaNetConfig, device: &Device) -> ExpressionNet {
+        let fresh = config.init(device);
+        ExpressionNet {
+            stem: copy_values(&self.stem, fresh.stem),
+            layer1: copy_values(&self.layer1, fresh.layer1),
+            expr: self
+                .expr
+                .iter()
+                .zip(fresh.expr)
+                .map(|(from, into)| copy_values(from, into))
+                .collect(),
+            classifier: copy_values(&self.classifier, fresh.classifier),
         }
     }
 
@@ -171,6 +235,51 @@ mod tests {
             .max()
             .into_scalar::<f32>();
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn full_width_expression_paths_have_torchvisions_parameter_counts() {
+        use burn::module::Module;
+        // torchvision's resnet18 / resnet50 without their 1000-class fc: 11,689,512 - 513,000
+        // and 25,557,032 - 2,049,000 parameters. burn also counts BatchNorm's running mean and
+        // variance: 2 more per BatchNorm channel, of which ResNet-18 has 64 + 4 x 64 +
+        // 5 x (128 + 256 + 512) = 4,800 and ResNet-50 64 + 1,408 + 3,584 + 10,240 + 11,264 = 26,560.
+        let device = Device::flex();
+        for (config, want) in [
+            (LaNetConfig::new(), 11_176_512 + 2 * 4_800),
+            (
+                LaNetConfig::new().with_resnet50(true),
+                23_508_032 + 2 * 26_560,
+            ),
+        ] {
+            let m = config.init(&device);
+            let trunk = m.stem.num_params()
+                + m.layer1.num_params()
+                + m.expr.iter().map(Module::num_params).sum::<usize>();
+            assert_eq!(trunk, want);
+            assert_eq!(m.classifier.num_params(), config.feature_dim() * 7 + 7);
+        }
+    }
+
+    #[test]
+    fn resnet50_shapes() {
+        let device = Device::flex();
+        let config = LaNetConfig::new()
+            .with_width(4)
+            .with_resnet50(true)
+            .with_landmarks(5)
+            .with_fpn_channels(8);
+        let model = config.init(&device);
+        let images = Tensor::<4>::random(
+            [2, 3, 64, 64],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let out = model.forward(images);
+        assert_eq!(config.feature_dim(), 4 * 8 * 4);
+        assert_eq!(out.expr_feature.dims(), [2, 128]);
+        assert_eq!(out.landmark_feature.dims(), [2, 8]);
+        assert_eq!(out.heatmaps.dims(), [2, 5, 16, 16]);
     }
 
     #[test]

@@ -54,11 +54,11 @@ pub struct Heads {
 }
 
 impl Heads {
-    /// LA-Net's heads for a backbone built by `config`: `8 width -> 64 -> dim` and
+    /// LA-Net's heads for a backbone built by `config`: `feature_dim -> 64 -> dim` and
     /// `fpn_channels -> 64 -> dim`.
     pub fn for_net(config: &LaNetConfig, dim: usize, device: &Device) -> Self {
         Heads {
-            expr: Projection::new(8 * config.width, 64, dim, device),
+            expr: Projection::new(config.feature_dim(), 64, dim, device),
             landmark: Projection::new(config.fpn_channels, 64, dim, device),
         }
     }

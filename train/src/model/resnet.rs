@@ -1,6 +1,7 @@
-//! ResNet building blocks (He et al. 2016): the stem and stages of basic blocks that LA-Net's two
-//! branches are made of. `width` 64 with 2 blocks per stage is ResNet-18; smaller widths give the
-//! same architecture at a cost that fits a CPU experiment.
+//! ResNet building blocks (He et al. 2016): the stem and stages of basic or bottleneck blocks that
+//! LA-Net's two branches are made of. `width` 64 with 2 basic blocks per stage is ResNet-18; with
+//! 3, 4, 6, 3 bottleneck blocks it is ResNet-50; smaller widths give the same architecture at a
+//! cost that fits a CPU experiment.
 
 use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -91,10 +92,58 @@ impl BasicBlock {
     }
 }
 
-/// A stage: `blocks` basic blocks, the first one changing width and stride.
+/// ResNet-50's block: 1x1 reduce, 3x3 (carrying the stride), 1x1 expand to 4x, with a residual
+/// shortcut.
+#[derive(Module, Debug)]
+pub struct Bottleneck {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    conv3: Conv2d,
+    bn3: BatchNorm,
+    downsample: Option<Downsample>,
+}
+
+/// Output channels of a bottleneck block per channel of its 3x3 convolution.
+pub const EXPANSION: usize = 4;
+
+impl Bottleneck {
+    fn new(in_ch: usize, mid: usize, stride: usize, device: &Device) -> Self {
+        let out = EXPANSION * mid;
+        let downsample = (stride != 1 || in_ch != out).then(|| Downsample {
+            conv: conv(in_ch, out, 1, stride, device),
+            bn: BatchNormConfig::new(out).init(device),
+        });
+        Bottleneck {
+            conv1: conv(in_ch, mid, 1, 1, device),
+            bn1: BatchNormConfig::new(mid).init(device),
+            conv2: conv(mid, mid, 3, stride, device),
+            bn2: BatchNormConfig::new(mid).init(device),
+            conv3: conv(mid, out, 1, 1, device),
+            bn3: BatchNormConfig::new(out).init(device),
+            downsample,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let shortcut = match &self.downsample {
+            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            None => x.clone(),
+        };
+        let y = relu(self.bn1.forward(self.conv1.forward(x)));
+        let y = relu(self.bn2.forward(self.conv2.forward(y)));
+        let y = self.bn3.forward(self.conv3.forward(y));
+        relu(y + shortcut)
+    }
+}
+
+/// A stage: basic blocks (ResNet-18/34) or bottleneck blocks (ResNet-50), the first one changing
+/// width and stride. One of the two lists is empty.
 #[derive(Module, Debug)]
 pub struct Stage {
     blocks: Vec<BasicBlock>,
+    bottlenecks: Vec<Bottleneck>,
 }
 
 impl Stage {
@@ -109,13 +158,40 @@ impl Stage {
                 }
             })
             .collect();
-        Stage { blocks }
+        Stage {
+            blocks,
+            bottlenecks: Vec::new(),
+        }
+    }
+
+    /// A stage of bottleneck blocks from `in_ch` to `EXPANSION * mid` channels.
+    pub fn bottleneck(
+        in_ch: usize,
+        mid: usize,
+        blocks: usize,
+        stride: usize,
+        device: &Device,
+    ) -> Self {
+        let bottlenecks = (0..blocks.max(1))
+            .map(|i| {
+                if i == 0 {
+                    Bottleneck::new(in_ch, mid, stride, device)
+                } else {
+                    Bottleneck::new(EXPANSION * mid, mid, 1, device)
+                }
+            })
+            .collect();
+        Stage {
+            blocks: Vec::new(),
+            bottlenecks,
+        }
     }
 
     /// # Shapes
     /// `[N, in, H, W]` -> `[N, out, H/stride, W/stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.blocks.iter().fold(x, |x, b| b.forward(x))
+        let x = self.blocks.iter().fold(x, |x, b| b.forward(x));
+        self.bottlenecks.iter().fold(x, |x, b| b.forward(x))
     }
 }
 

@@ -1,0 +1,363 @@
+//! `train export`: the inference path of a trained LA-Net (stem, layer1, the expression branch's
+//! layers 2-4, pooling, classifier) to ONNX, with the model card the runtime reads. Nothing of
+//! the landmark branch, the key encoder or the history bank is exported: inference costs exactly
+//! a plain ResNet.
+//!
+//! The ONNX file comes from burn-onnx's capture exporter (opset 18) traced at two batch sizes so
+//! the batch axis is symbolic; its input and output are then renamed `images` and `logits`. Before
+//! anything is written, the exported file is loaded by the runtime's own classifier (tract) and
+//! its logits are compared with burn's on real crops.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn_onnx::export::{AxisSpec, InputSpec as OnnxInput, OnnxExporter};
+use edge_fer::model_card::{ModelCard, OutputKind, OutputSpec};
+use onnx_ir::{Message, ModelProto};
+use serde::Serialize;
+
+use crate::augment::Plan;
+use crate::data::Expression;
+use crate::eval::{latest_checkpoint, load_model};
+use crate::fit::{datasets, FitConfig, Method};
+use crate::model::lanet::{ExpressionNet, LaNet};
+use crate::prepare::Cache;
+use crate::training::{input_spec, make_batch, normalisation, AlignedFace};
+
+/// The graph's input name.
+pub const INPUT_NAME: &str = "images";
+/// The graph's output name (logits; the runtime applies softmax, as the card says).
+pub const OUTPUT_NAME: &str = "logits";
+
+/// What an export wrote and how closely tract reproduces burn.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    /// The checkpoint exported.
+    pub checkpoint: PathBuf,
+    /// The card written.
+    pub card: PathBuf,
+    /// The ONNX file's sha256 (also in the card).
+    pub sha256: String,
+    /// Largest |burn - tract| logit difference over the parity crops, per batch size checked.
+    pub max_abs_diff: Vec<(usize, f32)>,
+    /// Whether every crop got the same argmax from both.
+    pub same_argmax: bool,
+}
+
+/// Exports the newest (or the given) checkpoint of the run in `run` into the folder `out` as
+/// `model.onnx` + `model.json`; `name` names the model in its card.
+///
+/// # Errors
+/// A message naming the file for: a run or checkpoint that does not exist or does not match its
+/// config, an export the runtime cannot load, parity worse than 1e-3, or an output folder that
+/// cannot be written.
+pub fn export(
+    run: &Path,
+    checkpoint: Option<&Path>,
+    out: &Path,
+    name: &str,
+) -> Result<ExportReport, String> {
+    let config = FitConfig::load(run)?;
+    let checkpoint = match checkpoint {
+        Some(c) if !c.is_file() => return Err(format!("{}: no such checkpoint", c.display())),
+        Some(c) => c.to_path_buf(),
+        None => latest_checkpoint(run)?,
+    };
+    let (classes, alignment, data) = match &config.data {
+        Some(dir) => {
+            let cache = Cache::open(dir)?;
+            let s = cache.summary;
+            (s.classes, s.alignment, s.source)
+        }
+        None => (
+            7,
+            crate::fit::default_alignment()?,
+            format!(
+                "synthetic faces (train::data::synthetic), {} for training, seed {}",
+                config.train_faces, config.seed
+            ),
+        ),
+    };
+    let device = Device::flex();
+    let (_, net) = load_model(run, &checkpoint, classes, &device)?;
+    let net = net.valid();
+    let size = config.input_size;
+
+    // Only the inference path, as its own module: the exporter embeds every weight of the module
+    // it is given. It is a deep copy, which also matters because the exporter moves a clone to
+    // its capture device and a clone shares BatchNorm's running statistics with `net`.
+    let inference = net.expression_net(&config.lanet(classes), &device).valid();
+    let onnx = to_onnx(&inference, size, &device)?;
+    let sha256 = edge_fer::checksum::sha256_hex(&onnx);
+
+    let labels: Vec<String> = Expression::ALL[..classes]
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect();
+    let report = crate::eval::evaluate(run, &device).ok();
+    let mut provenance = std::collections::BTreeMap::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        provenance.insert(k.to_string(), v);
+    };
+    put(
+        "method",
+        match config.method {
+            Method::Lanet => "LA-Net (Wu & Cui, ICCV 2023), expression branch only",
+            Method::Ce => "cross-entropy baseline (same backbone)",
+        }
+        .into(),
+    );
+    put(
+        "backbone",
+        format!(
+            "{} width {} ({} blocks per stage), {}x{} input",
+            if config.resnet50 {
+                "ResNet-50"
+            } else {
+                "ResNet (basic blocks)"
+            },
+            config.width,
+            if config.resnet50 {
+                "3,4,6,3".to_string()
+            } else {
+                config.blocks.to_string()
+            },
+            size,
+            size
+        )
+        .into(),
+    );
+    put("data", data.into());
+    put(
+        "noise",
+        match config.noise {
+            Some((kind, rate)) => format!("{kind:?} at {rate}").into(),
+            None => "none".into(),
+        },
+    );
+    put(
+        "training",
+        format!(
+            "{} epochs, batch {}, Adam lr {} linear to 0, seed {}",
+            config.epochs, config.batch, config.lr, config.seed
+        )
+        .into(),
+    );
+    put("checkpoint", checkpoint.display().to_string().into());
+    if let Some(r) = &report {
+        put("eval_accuracy", r.accuracy.into());
+        put("eval_mean_class_accuracy", r.mean_class_accuracy.into());
+    }
+    put(
+        "exporter",
+        "train export (burn-onnx 0.22 capture exporter, opset 18)".into(),
+    );
+    let card = ModelCard {
+        name: name.to_string(),
+        model: "model.onnx".into(),
+        sha256: sha256.clone(),
+        labels,
+        input: edge_fer::model_card::InputSpec {
+            name: INPUT_NAME.into(),
+            ..input_spec(size)
+        },
+        normalise: normalisation(),
+        output: OutputSpec {
+            name: OUTPUT_NAME.into(),
+            kind: OutputKind::Logits,
+        },
+        alignment,
+        provenance,
+        licence: "MIT OR Apache-2.0 (weights trained by edge-fer's train; check the licence of the training data)".into(),
+    };
+    let card_text = serde_json::to_string_pretty(&card).map_err(|e| e.to_string())?;
+
+    // Parity before anything is written: the runtime loads the pair from a scratch folder and
+    // must reproduce burn's logits on real crops at batch 1 and batch 4.
+    let scratch = tempdir_in(out)?;
+    std::fs::write(scratch.join("model.onnx"), &onnx)
+        .map_err(|e| format!("{}: {e}", scratch.join("model.onnx").display()))?;
+    std::fs::write(scratch.join("model.json"), &card_text)
+        .map_err(|e| format!("{}: {e}", scratch.join("model.json").display()))?;
+    let parity = check_parity(&net, &scratch.join("model.json"), &config, &device);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let (max_abs_diff, same_argmax) = parity?;
+    // A NaN difference must fail too, hence "not finite or above".
+    if max_abs_diff
+        .iter()
+        .any(|&(_, d)| !d.is_finite() || d > 1e-3)
+        || !same_argmax
+    {
+        return Err(format!(
+            "the exported model does not reproduce burn's logits (max differences {max_abs_diff:?}, same argmax: {same_argmax}); nothing written"
+        ));
+    }
+
+    for (file, bytes) in [
+        ("model.onnx", onnx.as_slice()),
+        ("model.json", card_text.as_bytes()),
+    ] {
+        let path = out.join(file);
+        crate::fit::write_atomic(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(ExportReport {
+        checkpoint,
+        card: out.join("model.json"),
+        sha256,
+        max_abs_diff,
+        same_argmax,
+    })
+}
+
+/// A fresh scratch folder inside `out` (created, with `out`, if needed).
+fn tempdir_in(out: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let dir = out.join(format!(".export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The ONNX bytes of `net`'s inference path for `size` x `size` RGB input, batch axis symbolic.
+///
+/// # Errors
+/// A message if burn-onnx cannot capture or lower the graph.
+pub fn to_onnx(net: &ExpressionNet, size: u32, device: &Device) -> Result<Vec<u8>, String> {
+    let s = size as usize;
+    let sample = Tensor::<4>::zeros([2, 3, s, s], device);
+    let validation = Tensor::<4>::zeros([3, 3, s, s], device);
+    let specs = [OnnxInput::new([
+        AxisSpec::dynamic("batch"),
+        AxisSpec::Static,
+        AxisSpec::Static,
+        AxisSpec::Static,
+    ])];
+    let model = OnnxExporter::new()
+        .export_dynamic(net, sample, validation, &specs, |m: &ExpressionNet, x| {
+            m.forward(x)
+        })
+        .map_err(|e| format!("ONNX export failed: {e}"))?;
+    rename_io(model.as_bytes(), INPUT_NAME, OUTPUT_NAME)
+}
+
+/// Renames a one-input, one-output graph's boundary tensors everywhere they are referenced.
+fn rename_io(bytes: &[u8], input: &str, output: &str) -> Result<Vec<u8>, String> {
+    let mut model =
+        ModelProto::parse_from_bytes(bytes).map_err(|e| format!("reading the export: {e}"))?;
+    let graph = model.graph.mut_or_insert_default();
+    let (Some(old_in), Some(old_out)) = (
+        graph.input.first().map(|v| v.name.clone()),
+        graph.output.first().map(|v| v.name.clone()),
+    ) else {
+        return Err("the exported graph has no input or output".into());
+    };
+    let rename = |name: &mut String| {
+        if *name == old_in {
+            *name = input.to_string();
+        } else if *name == old_out {
+            *name = output.to_string();
+        }
+    };
+    for v in graph.input.iter_mut().chain(graph.output.iter_mut()) {
+        rename(&mut v.name);
+    }
+    for v in graph.value_info.iter_mut() {
+        rename(&mut v.name);
+    }
+    for node in graph.node.iter_mut() {
+        node.input.iter_mut().for_each(rename);
+        node.output.iter_mut().for_each(rename);
+    }
+    model.producer_name = "edge-fer train".into();
+    model
+        .write_to_bytes()
+        .map_err(|e| format!("writing the export: {e}"))
+}
+
+/// Clean test crops of the run (the first `n`).
+fn parity_crops(config: &FitConfig, n: usize) -> Result<Vec<AlignedFace>, String> {
+    let (_, test) = datasets(config)?;
+    (0..n.min(test.len()))
+        .map(|i| test.face(i).map(|f| f.into_owned()))
+        .collect()
+}
+
+/// Runs burn and the runtime's classifier on the same crops at batch 1 and 4; returns the
+/// largest absolute logit difference per batch size and whether all argmaxes agree.
+fn check_parity(
+    net: &LaNet,
+    card: &Path,
+    config: &FitConfig,
+    device: &Device,
+) -> Result<(Vec<(usize, f32)>, bool), String> {
+    let classifier = edge_fer::Classifier::load(card).map_err(|e| e.chain().to_string())?;
+    let crops = parity_crops(config, 4)?;
+    let mut diffs = Vec::new();
+    let mut same = true;
+    for batch in [1usize, 4] {
+        let faces: Vec<&AlignedFace> = crops.iter().take(batch).collect();
+        let n = faces.len();
+        let size = config.input_size;
+        let b = make_batch(
+            &faces,
+            vec![0; n],
+            (0..n).collect(),
+            &vec![Plan::identity(size); n],
+            device,
+        );
+        let ours: Vec<f32> = net
+            .forward_expression(b.images.clone())
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| format!("{e:?}"))?;
+        let input: Vec<f32> = b
+            .images
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| format!("{e:?}"))?;
+        let theirs = classifier
+            .run_raw(&input, n)
+            .map_err(|e| e.chain().to_string())?;
+        let k = ours.len() / n.max(1);
+        let diff = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        diffs.push((n, diff));
+        for (a, b) in ours.chunks(k).zip(theirs.chunks(k)) {
+            same &= argmax(a) == argmax(b);
+        }
+    }
+    Ok((diffs, same))
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+        .0
+}
+
+/// Writes the clean test crops of a run as `OUT/<class>/<index>.png` (for `edge-fer --aligned`)
+/// and returns how many.
+///
+/// # Errors
+/// A message naming the file that could not be written or read.
+pub fn write_test_crops(run: &Path, out: &Path) -> Result<usize, String> {
+    let config = FitConfig::load(run)?;
+    let (_, test) = datasets(&config)?;
+    for i in 0..test.len() {
+        let label = Expression::ALL[test.labels[i]].name();
+        let dir = out.join(label);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(format!("{i:06}.png"));
+        test.face(i)?
+            .crop
+            .save(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(test.len())
+}
