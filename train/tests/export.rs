@@ -90,6 +90,25 @@ fn exported_model_matches_burn_and_scores_like_eval_through_the_runtime() {
     assert_eq!(graph.input[0].name, "images");
     assert_eq!(graph.output[0].name, "logits");
 
+    // End to end on a real photo (detection, alignment with the card's template, tract).
+    let mut photo = edge_fer::capture::ImageFiles::new(vec![
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/astronaut.png")
+    ]);
+    let captured = Captured::default();
+    let stats = edge_fer::pipeline::run(
+        &mut photo,
+        Some(edge_fer::FaceFinder::load(&Default::default()).unwrap()),
+        edge_fer::Classifier::load(&card_path).unwrap(),
+        Box::new(captured.clone()),
+        &edge_fer::pipeline::PipelineConfig::default(),
+    )
+    .unwrap();
+    assert_eq!((stats.faces, stats.failed), (1, 0));
+    let line: serde_json::Value = serde_json::from_slice(&captured.0.lock().unwrap()).unwrap();
+    let probs = line["faces"][0]["probs"].as_object().unwrap();
+    assert_eq!(probs.len(), 7);
+    assert!(probs.contains_key("happiness"));
+
     // The run's clean test crops through the runtime's pipeline in aligned mode give eval's
     // accuracy.
     let crops = out.path().join("crops");
