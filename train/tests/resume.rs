@@ -1,0 +1,76 @@
+//! Exact resumption inside one process. This file holds a single test on purpose: initial weights
+//! come from the process-wide device generator, and tests running beside it in the same process
+//! would draw from it concurrently.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use train::augment::Augment;
+use train::data::noise::NoiseKind;
+use train::fit::{fit, learned_distributions, FitConfig};
+use train::state::state_path;
+
+fn small() -> FitConfig {
+    FitConfig {
+        train_faces: 210,
+        test_faces: 70,
+        input_size: 64,
+        width: 8,
+        epochs: 6,
+        batch: 35,
+        lr: 3e-3,
+        k: 4,
+        queue: 140,
+        augment: Augment::default(),
+        ..FitConfig::default()
+    }
+}
+
+struct Values<'a>(&'a mut Vec<f32>);
+impl burn::module::ModuleVisitor for Values<'_> {
+    fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+        self.0.extend(
+            p.val()
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap(),
+        );
+    }
+}
+
+#[test]
+fn resuming_from_a_middle_epoch_gives_the_unbroken_runs_weights() {
+    let device = Device::flex().autodiff();
+    let config = FitConfig {
+        epochs: 3,
+        train_faces: 140,
+        noise: Some((NoiseKind::Asymmetric, 0.3)),
+        ..small()
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let unbroken = fit(&config, whole.path(), &device, false).unwrap();
+
+    // The same run "killed" after epoch 2: its epoch-3 files never got written.
+    let cut = tempfile::tempdir().unwrap();
+    fit(&config, cut.path(), &device, false).unwrap();
+    std::fs::remove_file(cut.path().join("checkpoint-003.bpk")).unwrap();
+    std::fs::remove_file(state_path(cut.path(), 3)).unwrap();
+    let resumed = fit(&config, cut.path(), &device, true).unwrap();
+
+    assert_eq!(resumed.epochs, unbroken.epochs);
+    let weights = |d: &Path| {
+        let (_, net) =
+            train::eval::load_model(d, &d.join("checkpoint-003.bpk"), 7, &Device::flex()).unwrap();
+        let mut all = Vec::new();
+        net.visit(&mut Values(&mut all));
+        all
+    };
+    let (a, b) = (weights(cut.path()), weights(whole.path()));
+    assert!(a.len() > 1000);
+    assert!(a == b, "same final weights");
+    assert_eq!(
+        learned_distributions(cut.path()).unwrap(),
+        learned_distributions(whole.path()).unwrap()
+    );
+}
