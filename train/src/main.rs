@@ -136,8 +136,8 @@ struct FitArgs {
     /// Fraction of training labels to flip.
     #[arg(long, default_value_t = 0.3)]
     noise_rate: f64,
-    /// Epochs.
-    #[arg(long, default_value_t = 10)]
+    /// Epochs (LA-Net's 80; the synthetic CPU experiment uses 15).
+    #[arg(long, default_value_t = 80)]
     epochs: usize,
     /// Synthetic training faces.
     #[arg(long, default_value_t = 1400)]
@@ -146,19 +146,19 @@ struct FitArgs {
     #[arg(long, default_value_t = 700)]
     test_faces: u64,
     /// Input crop side (multiple of 32; must match a cache's).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 224)]
     size: u32,
-    /// Backbone width (64 = ResNet-18).
-    #[arg(long, default_value_t = 8)]
+    /// Backbone width (64 = ResNet-18; the synthetic CPU experiment uses 8).
+    #[arg(long, default_value_t = 64)]
     width: usize,
     /// Basic blocks per stage (2 = ResNet-18).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     blocks: usize,
     /// ResNet-50 backbone (bottleneck blocks 3, 4, 6, 3; --blocks is ignored).
     #[arg(long)]
     resnet50: bool,
     /// Batch size.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 128)]
     batch: usize,
     /// Initial learning rate.
     #[arg(long, default_value_t = 1e-3)]

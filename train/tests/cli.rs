@@ -231,6 +231,8 @@ fn prepare_caches_the_runtimes_own_crops_and_fit_trains_on_them() {
         "64",
         "--width",
         "4",
+        "--blocks",
+        "1",
         "--batch",
         "3",
         "--epochs",
@@ -280,8 +282,12 @@ fn small_fit(out: &std::path::Path) -> Vec<String> {
         "140",
         "--test-faces",
         "35",
+        "--size",
+        "64",
         "--width",
         "4",
+        "--blocks",
+        "1",
         "--batch",
         "35",
         "--epochs",
@@ -390,4 +396,88 @@ fn resume_without_a_state_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("config.json"), "{stderr}");
+}
+
+#[test]
+fn ferplus_end_to_end_reports_the_divergence_from_the_annotators_votes() {
+    // FER2013-style 48x48 grey faces (the astronaut photo, cropped to her face and shrunk) with
+    // FERPlus votes; too small for the detector, so prepare fits landmarks in the whole image.
+    let photo = edge_fer::capture::decode_image(&fixture("astronaut.png")).unwrap();
+    let face = image::imageops::crop_imm(&photo, 140, 40, 200, 200).to_image();
+    let grey = image::DynamicImage::ImageRgb8(face)
+        .resize_exact(48, 48, image::imageops::FilterType::Triangle)
+        .to_luma8();
+    let pixels: Vec<String> = grey.pixels().map(|p| p.0[0].to_string()).collect();
+    let pixels = pixels.join(" ");
+    let dir = tempfile::tempdir().unwrap();
+    let (fer, new) = (
+        dir.path().join("fer2013.csv"),
+        dir.path().join("fer2013new.csv"),
+    );
+    let mut fer_text = String::from("emotion,pixels,Usage\n");
+    let mut new_text = String::from(
+        "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n",
+    );
+    // (usage, votes over neutral, happiness, surprise, sadness, anger, disgust, fear)
+    let rows = [
+        ("Training", [7, 3, 0, 0, 0, 0, 0]),
+        ("Training", [1, 9, 0, 0, 0, 0, 0]),
+        ("Training", [0, 2, 8, 0, 0, 0, 0]),
+        ("Training", [2, 0, 0, 8, 0, 0, 0]),
+        ("Training", [6, 4, 0, 0, 0, 0, 0]),
+        ("Training", [0, 10, 0, 0, 0, 0, 0]),
+        ("PublicTest", [8, 2, 0, 0, 0, 0, 0]),
+        ("PublicTest", [0, 9, 1, 0, 0, 0, 0]),
+    ];
+    for (i, (usage, v)) in rows.iter().enumerate() {
+        fer_text.push_str(&format!("0,{pixels},{usage}\n"));
+        let votes: Vec<String> = v.iter().map(|n| n.to_string()).collect();
+        new_text.push_str(&format!("{usage},fer{i}.png,{},0,0,0\n", votes.join(",")));
+    }
+    std::fs::write(&fer, fer_text).unwrap();
+    std::fs::write(&new, new_text).unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().to_str().unwrap();
+    let out = train(&[
+        "prepare",
+        "ferplus",
+        fer.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--out",
+        c,
+        "--size",
+        "64",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let opened = train::prepare::Cache::open(cache.path()).unwrap();
+    assert_eq!(opened.faces.len(), 8);
+    assert_eq!(opened.summary.landmarks.whole_image, 8);
+    assert!(opened.faces.iter().all(|f| f.votes.is_some()));
+
+    let run = tempfile::tempdir().unwrap();
+    let r = run.path().to_str().unwrap();
+    let out = train(&[
+        "fit", "--out", r, "--data", c, "--size", "64", "--width", "4", "--blocks", "1", "--batch",
+        "3", "--epochs", "2", "--k", "2", "--queue", "6",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = train(&["eval", "--run", r]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let js = report["js_divergence"].as_f64().unwrap();
+    assert!(js > 0.0 && js <= 2f64.ln(), "{js}");
+    assert_eq!(report["recovery"]["flipped"].as_u64(), Some(0));
 }
