@@ -65,6 +65,8 @@ pub struct FitConfig {
     pub blocks: usize,
     /// ResNet-50 (bottleneck blocks 3, 4, 6, 3) instead of basic blocks.
     pub resnet50: bool,
+    /// A PyTorch ResNet checkpoint (torchvision names) to start the backbone from.
+    pub init: Option<PathBuf>,
     /// Epochs.
     pub epochs: usize,
     /// Batch size.
@@ -111,6 +113,7 @@ impl Default for FitConfig {
             width: 8,
             blocks: 1,
             resnet50: false,
+            init: None,
             epochs: 10,
             batch: 64,
             lr: 1e-3,
@@ -461,7 +464,12 @@ fn load_module<M: Module>(m: M, bytes: &[u8], what: &str) -> Result<M, String> {
 }
 
 impl Run {
-    fn fresh(config: &FitConfig, labels: &[usize], classes: usize, device: &Device) -> Self {
+    fn fresh(
+        config: &FitConfig,
+        labels: &[usize],
+        classes: usize,
+        device: &Device,
+    ) -> Result<Self, String> {
         // Initial weights come from the device's generator, which is shared by the whole process:
         // seed it and draw every initial weight under one lock, so that two runs in one process
         // (tests, a notebook-style driver) cannot interleave their draws.
@@ -469,7 +477,17 @@ impl Run {
         let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(config.seed);
         let lanet = config.lanet(classes);
-        let net = lanet.init(device);
+        let mut net = lanet.init(device);
+        if let Some(path) = &config.init {
+            let (loaded, report) = crate::init::from_pytorch(net, path, config.resnet50)?;
+            tracing::info!(
+                applied = report.applied,
+                unused = report.unused.len(),
+                "backbone initialised from {}",
+                path.display()
+            );
+            net = loaded;
+        }
         let heads = Heads::for_net(&lanet, config.embed_dim, device);
         let contrast = config.contrastive().then(|| Contrast {
             encoder: MomentumEncoder::new(&net, &heads, &lanet, device),
@@ -479,7 +497,7 @@ impl Run {
         let lde = LdeConfig::new(lanet.feature_dim(), lanet.fpn_channels)
             .with_k(config.k)
             .with_momentum(config.momentum);
-        Run {
+        Ok(Run {
             model: TrainModel {
                 net,
                 lde: lde.init(device),
@@ -490,7 +508,7 @@ impl Run {
             bank: HistoryBank::from_labels(labels, classes),
             epoch: 0,
             step: 0,
-        }
+        })
     }
 
     fn save(&self) -> Result<Vec<u8>, String> {
@@ -609,7 +627,7 @@ pub fn fit(
     let noisy = noisy_labels(config, &train)?;
     let labels: Vec<usize> = noisy.labels.iter().map(|e| e.index()).collect();
     let classes = train.classes;
-    let mut run = Run::fresh(config, &labels, classes, device);
+    let mut run = Run::fresh(config, &labels, classes, device)?;
     let metrics_path = out.join("metrics.jsonl");
     let mut epochs: Vec<EpochMetrics> = Vec::new();
     if resume {

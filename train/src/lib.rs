@@ -13,6 +13,7 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod fit;
+pub mod init;
 pub mod landmarks;
 pub mod loss;
 pub mod model;

@@ -157,6 +157,11 @@ struct FitArgs {
     /// ResNet-50 backbone (bottleneck blocks 3, 4, 6, 3; --blocks is ignored).
     #[arg(long)]
     resnet50: bool,
+    /// Start the backbone from a PyTorch ResNet checkpoint with torchvision's names (e.g.
+    /// torchvision's resnet18 weights, or an MS-Celeb-1M face-pretrained ResNet-18); the width
+    /// and depth options must match it.
+    #[arg(long, value_name = "FILE.pth")]
+    init: Option<PathBuf>,
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     batch: usize,
@@ -345,6 +350,7 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
             width: args.width,
             blocks: args.blocks,
             resnet50: args.resnet50,
+            init: args.init,
             batch: args.batch,
             lr: args.lr,
             seed: args.seed,

@@ -304,6 +304,12 @@ fn small_fit(out: &std::path::Path) -> Vec<String> {
     .collect()
 }
 
+/// Replaces the value after `flag` in `args`.
+fn set(args: &mut [String], flag: &str, value: &str) {
+    let at = args.iter().position(|a| a == flag).expect(flag);
+    args[at + 1] = value.to_string();
+}
+
 fn final_weights(dir: &std::path::Path) -> Vec<f32> {
     struct Values<'a>(&'a mut Vec<f32>);
     impl burn::module::ModuleVisitor for Values<'_> {
@@ -480,4 +486,34 @@ fn ferplus_end_to_end_reports_the_divergence_from_the_annotators_votes() {
     let js = report["js_divergence"].as_f64().unwrap();
     assert!(js > 0.0 && js <= 2f64.ln(), "{js}");
     assert_eq!(report["recovery"]["flipped"].as_u64(), Some(0));
+}
+
+#[test]
+fn fit_starts_from_a_pytorch_checkpoint_or_names_why_it_cannot() {
+    let pth = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet-w4.pth");
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = small_fit(dir.path());
+    args.extend(["--init".to_string(), pth.display().to_string()]);
+    set(&mut args, "--epochs", "1");
+    let out = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = train::fit::FitConfig::load(dir.path()).unwrap();
+    assert_eq!(saved.init.as_deref(), Some(pth.as_path()));
+
+    // The same file for a wider backbone: refused, naming the file.
+    let wide = tempfile::tempdir().unwrap();
+    let mut args = small_fit(wide.path());
+    args.extend(["--init".into(), pth.display().to_string()]);
+    set(&mut args, "--width", "8");
+    let out = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("resnet-w4.pth") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }

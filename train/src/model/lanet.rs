@@ -179,6 +179,19 @@ impl LaNet {
         }
     }
 
+    /// Resets the landmark branch's layers 2-4 to copies of the expression branch's (after the
+    /// expression path was loaded from pretrained weights).
+    pub fn landmark_branch_from_expression(mut self) -> Self {
+        let landmark = std::mem::take(&mut self.landmark);
+        self.landmark = self
+            .expr
+            .iter()
+            .zip(landmark)
+            .map(|(e, l)| copy_values(e, l))
+            .collect();
+        self
+    }
+
     /// A deep copy of the inference path (`config` must be the one that built `self`).
     pub fn expression_net(&self, config: &LaNetConfig, device: &Device) -> ExpressionNet {
         let fresh = config.init(device);

@@ -1,0 +1,80 @@
+//! `--init FILE.pth`: start the backbone from a PyTorch ResNet checkpoint (torchvision's, or a
+//! face-pretrained one saved with torchvision's parameter names), through burn's PyTorch reader.
+//!
+//! torchvision names map onto the expression path (`conv1`/`bn1` -> the stem, `layer1` -> the
+//! shared stage, `layer2-4` -> the expression branch, `downsample.0/1` -> the shortcut's conv and
+//! BatchNorm); the landmark branch then starts as a copy of layers 2-4, as in LA-Net. The
+//! classifier (`fc`) is not loaded: its classes are ImageNet's, not ours.
+
+use std::path::Path;
+
+use burn::store::{ModuleSnapshot, PytorchStore};
+
+use crate::model::lanet::LaNet;
+
+/// What an initialisation loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// Tensors loaded into the model.
+    pub applied: usize,
+    /// Tensors of the file that were not used (`fc`, `num_batches_tracked`).
+    pub unused: Vec<String>,
+}
+
+/// Loads `path` into `net`'s stem, layer1 and expression layers 2-4 and copies those into the
+/// landmark branch.
+///
+/// # Errors
+/// A message naming the file if it cannot be read, if a tensor has another shape than the model
+/// (a different width or depth), or if any backbone tensor is missing from it.
+pub fn from_pytorch(
+    net: LaNet,
+    path: &Path,
+    bottleneck: bool,
+) -> Result<(LaNet, InitReport), String> {
+    if !path.is_file() {
+        return Err(format!("{}: no such file", path.display()));
+    }
+    let blocks = if bottleneck { "bottlenecks" } else { "blocks" };
+    let mut store = PytorchStore::from_file(path)
+        .with_key_remapping(r"^conv1\.", "stem.conv.")
+        .with_key_remapping(r"^bn1\.", "stem.bn.")
+        .with_key_remapping(r"^layer1\.(\d+)\.", format!("layer1.{blocks}.$1."))
+        .with_key_remapping(r"^layer2\.(\d+)\.", format!("expr.0.{blocks}.$1."))
+        .with_key_remapping(r"^layer3\.(\d+)\.", format!("expr.1.{blocks}.$1."))
+        .with_key_remapping(r"^layer4\.(\d+)\.", format!("expr.2.{blocks}.$1."))
+        .with_key_remapping(r"\.downsample\.0\.", ".downsample.conv.")
+        .with_key_remapping(r"\.downsample\.1\.", ".downsample.bn.")
+        .allow_partial(true);
+    let mut net = net;
+    let result = net
+        .load_from(&mut store)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !result.errors.is_empty() {
+        return Err(format!(
+            "{}: does not fit the configured backbone: {:?}",
+            path.display(),
+            result.errors
+        ));
+    }
+    // Everything of the inference path but the classifier must come from the file.
+    let missing: Vec<&str> = result
+        .missing
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| p.starts_with("stem.") || p.starts_with("layer1.") || p.starts_with("expr."))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{}: lacks {} backbone tensors (first: {}); is it a ResNet of this width and depth, saved with torchvision's names?",
+            path.display(),
+            missing.len(),
+            missing[0]
+        ));
+    }
+    let report = InitReport {
+        applied: result.applied.len(),
+        unused: result.unused.clone(),
+    };
+    Ok((net.landmark_branch_from_expression(), report))
+}
