@@ -4,7 +4,7 @@
 //!
 //! Data are either synthetic faces (aligned in memory with the runtime's alignment, the
 //! equivalent of `train prepare`) or a cache written by `train prepare`. Label noise, if any, is
-//! applied to the training labels only, and the run can always recompute which labels it flipped.
+//! applied to the training labels only; `noise.json` records every flipped sample.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -443,6 +443,10 @@ struct Run {
 struct Meta {
     epoch: usize,
     step: usize,
+    /// The metrics of every epoch so far: `metrics.jsonl` is rebuilt from them on resume, so a
+    /// kill between writing the state and the metrics line loses nothing.
+    #[serde(default)]
+    metrics: Vec<EpochMetrics>,
     queue_heads: Option<[usize; 2]>,
     queue_labels: Option<[Vec<i64>; 2]>,
 }
@@ -511,11 +515,12 @@ impl Run {
         })
     }
 
-    fn save(&self) -> Result<Vec<u8>, String> {
+    fn save(&self, metrics: &[EpochMetrics]) -> Result<Vec<u8>, String> {
         let mut s = Sections::default();
         let meta = Meta {
             epoch: self.epoch,
             step: self.step,
+            metrics: metrics.to_vec(),
             queue_heads: self
                 .contrast
                 .as_ref()
@@ -546,7 +551,11 @@ impl Run {
         Ok(s.to_bytes())
     }
 
-    fn restore(mut self, s: &Sections, classes: usize) -> Result<Self, String> {
+    fn restore(
+        mut self,
+        s: &Sections,
+        classes: usize,
+    ) -> Result<(Self, Vec<EpochMetrics>), String> {
         let meta: Meta = serde_json::from_slice(s.get("meta")?).map_err(|e| e.to_string())?;
         self.model = load_module(self.model, s.get("model")?, "model")?;
         self.optim = self
@@ -585,7 +594,14 @@ impl Run {
         }
         self.epoch = meta.epoch;
         self.step = meta.step;
-        Ok(self)
+        if meta.metrics.len() != meta.epoch {
+            return Err(format!(
+                "{} epochs of metrics for {} epochs done",
+                meta.metrics.len(),
+                meta.epoch
+            ));
+        }
+        Ok((self, meta.metrics))
     }
 }
 
@@ -627,22 +643,36 @@ pub fn fit(
     let noisy = noisy_labels(config, &train)?;
     let labels: Vec<usize> = noisy.labels.iter().map(|e| e.index()).collect();
     let classes = train.classes;
+    if !resume {
+        // The run's record of what the noise did: every flipped training sample, from and to.
+        let flips: Vec<serde_json::Value> = (0..labels.len())
+            .filter(|&i| noisy.flipped(i))
+            .map(|i| {
+                serde_json::json!({
+                    "index": i,
+                    "original": noisy.original[i].name(),
+                    "noisy": noisy.labels[i].name(),
+                })
+            })
+            .collect();
+        let path = out.join("noise.json");
+        let record = serde_json::json!({ "noise": config.noise, "training_samples": labels.len(), "flipped": flips });
+        write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| io(&path, e))?;
+    }
     let mut run = Run::fresh(config, &labels, classes, device)?;
     let metrics_path = out.join("metrics.jsonl");
     let mut epochs: Vec<EpochMetrics> = Vec::new();
     if resume {
         let (epoch, sections) = newest_good(out)?;
-        run = run
+        // The state carries the metrics of the epochs it covers; any later lines in
+        // metrics.jsonl belong to the lost part of the run.
+        (run, epochs) = run
             .restore(&sections, classes)
             .map_err(|e| format!("{}: {e}", state_path(out, epoch).display()))?;
-        // The metrics of the epochs the state covers; later lines belong to the lost part.
-        let text = std::fs::read_to_string(&metrics_path).unwrap_or_default();
-        for line in text.lines().take(run.epoch) {
-            epochs.push(
-                serde_json::from_str(line)
-                    .map_err(|e| format!("{}: {e}", metrics_path.display()))?,
-            );
-        }
         eprintln!(
             "train: resuming {} after epoch {} of {}",
             out.display(),
@@ -746,25 +776,26 @@ pub fn fit(
             test_accuracy: accuracy(&run.model.net.valid(), &test, config.batch, device)?,
             lr: epoch_lr,
         };
-        // Checkpoint and state first, metrics last: a metrics line always has its state.
-        let checkpoint: PathBuf = out.join(format!("checkpoint-{:03}.bpk", epoch + 1));
-        write_atomic(&checkpoint, &record_bytes(&run.model.net, "checkpoint")?)
-            .map_err(|e| io(&checkpoint, e))?;
-        let state = state_path(out, epoch + 1);
-        write_atomic(&state, &run.save()?).map_err(|e| io(&state, e))?;
-        for (_, old) in state_files(out).into_iter().skip(2) {
-            let _ = std::fs::remove_file(old);
-        }
-        metrics_text.push_str(&serde_json::to_string(&metrics).map_err(|e| e.to_string())?);
-        metrics_text.push('\n');
-        write_atomic(&metrics_path, metrics_text.as_bytes()).map_err(|e| io(&metrics_path, e))?;
         tracing::info!(
             epoch = epoch + 1,
             loss = metrics.loss,
             test_accuracy = metrics.test_accuracy,
             "epoch done"
         );
+        metrics_text.push_str(&serde_json::to_string(&metrics).map_err(|e| e.to_string())?);
+        metrics_text.push('\n');
         epochs.push(metrics);
+        // Checkpoint and state first, metrics last: a metrics line always has its state, and
+        // the state holds the metrics.
+        let checkpoint: PathBuf = out.join(format!("checkpoint-{:03}.bpk", epoch + 1));
+        write_atomic(&checkpoint, &record_bytes(&run.model.net, "checkpoint")?)
+            .map_err(|e| io(&checkpoint, e))?;
+        let state = state_path(out, epoch + 1);
+        write_atomic(&state, &run.save(&epochs)?).map_err(|e| io(&state, e))?;
+        for (_, old) in state_files(out).into_iter().skip(2) {
+            let _ = std::fs::remove_file(old);
+        }
+        write_atomic(&metrics_path, metrics_text.as_bytes()).map_err(|e| io(&metrics_path, e))?;
     }
     bar.finish_and_clear();
     Ok(FitSummary {
@@ -839,6 +870,9 @@ mod tests {
         let states: Vec<usize> = state_files(dir.path()).iter().map(|s| s.0).collect();
         assert_eq!(states, vec![6, 5]);
         assert_eq!(FitConfig::load(dir.path()).unwrap(), config);
+        let noise: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("noise.json")).unwrap()).unwrap();
+        assert_eq!(noise["flipped"].as_array().unwrap().len(), summary.flipped);
         assert!(
             summary.epochs[5].loss < summary.epochs[0].loss,
             "{:?}",

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn train(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_train"))
         .args(args)
@@ -310,34 +312,6 @@ fn set(args: &mut [String], flag: &str, value: &str) {
     args[at + 1] = value.to_string();
 }
 
-fn final_weights(dir: &std::path::Path) -> Vec<f32> {
-    struct Values<'a>(&'a mut Vec<f32>);
-    impl burn::module::ModuleVisitor for Values<'_> {
-        fn visit_float<const D: usize>(
-            &mut self,
-            p: &burn::module::Param<burn::prelude::Tensor<D>>,
-        ) {
-            self.0.extend(
-                p.val()
-                    .into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .unwrap(),
-            );
-        }
-    }
-    let (_, net) = train::eval::load_model(
-        dir,
-        &dir.join("checkpoint-004.bpk"),
-        7,
-        &burn::prelude::Device::flex(),
-    )
-    .unwrap();
-    let mut all = Vec::new();
-    burn::module::Module::visit(&net, &mut Values(&mut all));
-    all
-}
-
 #[test]
 fn a_killed_run_resumes_to_the_same_weights_as_an_unbroken_one() {
     let whole = tempfile::tempdir().unwrap();
@@ -352,6 +326,17 @@ fn a_killed_run_resumes_to_the_same_weights_as_an_unbroken_one() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The run records what its noise did.
+    let noise: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(whole.path().join("noise.json")).unwrap()).unwrap();
+    let flips = noise["flipped"].as_array().unwrap();
+    assert!(
+        (30..=55).contains(&flips.len()),
+        "30% of 140: {}",
+        flips.len()
+    );
+    assert!(flips.iter().all(|f| f["original"] != f["noisy"]));
 
     let cut = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
@@ -378,7 +363,10 @@ fn a_killed_run_resumes_to_the_same_weights_as_an_unbroken_one() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("resuming"), "{stderr}");
-    assert!(final_weights(cut.path()) == final_weights(whole.path()));
+    assert!(
+        common::checkpoint_values(cut.path(), "checkpoint-004.bpk")
+            == common::checkpoint_values(whole.path(), "checkpoint-004.bpk")
+    );
     let metrics = |d: &std::path::Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics(cut.path()), metrics(whole.path()));
 }

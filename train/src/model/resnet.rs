@@ -56,6 +56,24 @@ pub struct Downsample {
     bn: BatchNorm,
 }
 
+impl Downsample {
+    /// The projection a block needs when it changes width or stride, else none.
+    fn when_needed(in_ch: usize, out_ch: usize, stride: usize, device: &Device) -> Option<Self> {
+        (stride != 1 || in_ch != out_ch).then(|| Downsample {
+            conv: conv(in_ch, out_ch, 1, stride, device),
+            bn: BatchNormConfig::new(out_ch).init(device),
+        })
+    }
+}
+
+/// A block's shortcut: its input, projected when the block changes width or stride.
+fn shortcut(downsample: Option<&Downsample>, x: Tensor<4>) -> Tensor<4> {
+    match downsample {
+        Some(d) => d.bn.forward(d.conv.forward(x)),
+        None => x,
+    }
+}
+
 /// Two 3x3 convolutions with a residual shortcut.
 #[derive(Module, Debug)]
 pub struct BasicBlock {
@@ -68,10 +86,7 @@ pub struct BasicBlock {
 
 impl BasicBlock {
     fn new(in_ch: usize, out_ch: usize, stride: usize, device: &Device) -> Self {
-        let downsample = (stride != 1 || in_ch != out_ch).then(|| Downsample {
-            conv: conv(in_ch, out_ch, 1, stride, device),
-            bn: BatchNormConfig::new(out_ch).init(device),
-        });
+        let downsample = Downsample::when_needed(in_ch, out_ch, stride, device);
         BasicBlock {
             conv1: conv(in_ch, out_ch, 3, stride, device),
             bn1: BatchNormConfig::new(out_ch).init(device),
@@ -82,10 +97,7 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let shortcut = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
-            None => x.clone(),
-        };
+        let shortcut = shortcut(self.downsample.as_ref(), x.clone());
         let y = relu(self.bn1.forward(self.conv1.forward(x)));
         let y = self.bn2.forward(self.conv2.forward(y));
         relu(y + shortcut)
@@ -111,10 +123,7 @@ pub const EXPANSION: usize = 4;
 impl Bottleneck {
     fn new(in_ch: usize, mid: usize, stride: usize, device: &Device) -> Self {
         let out = EXPANSION * mid;
-        let downsample = (stride != 1 || in_ch != out).then(|| Downsample {
-            conv: conv(in_ch, out, 1, stride, device),
-            bn: BatchNormConfig::new(out).init(device),
-        });
+        let downsample = Downsample::when_needed(in_ch, out, stride, device);
         Bottleneck {
             conv1: conv(in_ch, mid, 1, 1, device),
             bn1: BatchNormConfig::new(mid).init(device),
@@ -127,10 +136,7 @@ impl Bottleneck {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let shortcut = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
-            None => x.clone(),
-        };
+        let shortcut = shortcut(self.downsample.as_ref(), x.clone());
         let y = relu(self.bn1.forward(self.conv1.forward(x)));
         let y = relu(self.bn2.forward(self.conv2.forward(y)));
         let y = self.bn3.forward(self.conv3.forward(y));
