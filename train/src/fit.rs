@@ -67,6 +67,8 @@ pub struct FitConfig {
     pub resnet50: bool,
     /// A PyTorch ResNet checkpoint (torchvision names) to start the backbone from.
     pub init: Option<PathBuf>,
+    /// The dlib landmark indices the landmark branch predicts (all 68 when absent).
+    pub landmark_subset: Option<Vec<usize>>,
     /// Epochs.
     pub epochs: usize,
     /// Batch size.
@@ -114,6 +116,7 @@ impl Default for FitConfig {
             blocks: 1,
             resnet50: false,
             init: None,
+            landmark_subset: None,
             epochs: 10,
             batch: 64,
             lr: 1e-3,
@@ -142,6 +145,7 @@ impl FitConfig {
             .with_width(self.width)
             .with_blocks(self.blocks)
             .with_resnet50(self.resnet50)
+            .with_landmarks(self.landmark_subset.as_ref().map_or(68, Vec::len))
     }
 
     /// Reads a run's `config.json`.
@@ -381,6 +385,23 @@ fn batch_of(
         plans,
         device,
     ))
+}
+
+/// Keeps only the heatmap channels of `subset` (dlib indices).
+fn keep_landmarks(mut batch: Batch, subset: Option<&[usize]>) -> Batch {
+    if let Some(subset) = subset {
+        let device = batch.heatmaps.device();
+        let idx: Tensor<1, Int> = Tensor::from_data(
+            burn::tensor::TensorData::new(
+                subset.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                [subset.len()],
+            ),
+            &device,
+        );
+        batch.heatmaps = batch.heatmaps.select(1, idx.clone());
+        batch.heat_weights = batch.heat_weights.select(1, idx);
+    }
+    batch
 }
 
 /// Predicted classes of `net` on `set`, batched (pass a `valid()` module so BatchNorm uses its
@@ -626,6 +647,13 @@ pub fn fit(
             config.input_size
         ));
     }
+    if let Some(subset) = &config.landmark_subset {
+        if subset.is_empty() || subset.iter().any(|&i| i >= 68) {
+            return Err(format!(
+                "landmark subset {subset:?}: give dlib indices 0-67, at least one"
+            ));
+        }
+    }
     if config.batch < 2 {
         return Err("a batch needs at least 2 faces".into());
     }
@@ -729,7 +757,10 @@ pub fn fit(
                 .iter()
                 .map(|_| Plan::draw(&config.augment, config.input_size, &mut rng))
                 .collect();
-            let batch = batch_of(&train, rows, &labels, &plans, device)?;
+            let batch = keep_landmarks(
+                batch_of(&train, rows, &labels, &plans, device)?,
+                config.landmark_subset.as_deref(),
+            );
             let model = run.model;
             let (next, losses) = if config.method == Method::Ce {
                 ce_step(model, &mut run.optim, &batch, lr)

@@ -162,6 +162,10 @@ struct FitArgs {
     /// and depth options must match it.
     #[arg(long, value_name = "FILE.pth")]
     init: Option<PathBuf>,
+    /// Predict heatmaps for these dlib landmark indices only (comma-separated, e.g. the eye
+    /// corners, nose tip and mouth corners 36,39,42,45,30,48,54); all 68 by default.
+    #[arg(long, value_name = "I,J,...", value_delimiter = ',')]
+    landmarks: Option<Vec<usize>>,
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     batch: usize,
@@ -351,6 +355,7 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
             blocks: args.blocks,
             resnet50: args.resnet50,
             init: args.init,
+            landmark_subset: args.landmarks,
             batch: args.batch,
             lr: args.lr,
             seed: args.seed,

@@ -505,3 +505,34 @@ fn fit_starts_from_a_pytorch_checkpoint_or_names_why_it_cannot() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_landmark_subset_trains_that_many_heatmaps_and_bad_indices_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = small_fit(dir.path());
+    set(&mut args, "--epochs", "1");
+    args.extend(["--landmarks".to_string(), "36,45,30,48,54".to_string()]);
+    let out = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = train::fit::FitConfig::load(dir.path()).unwrap();
+    assert_eq!(config.lanet(7).landmarks, 5);
+    // The checkpoint has 5 heatmap channels: it loads into the 5-landmark model.
+    train::eval::load_model(
+        dir.path(),
+        &dir.path().join("checkpoint-001.bpk"),
+        7,
+        &burn::prelude::Device::flex(),
+    )
+    .unwrap();
+
+    let bad = tempfile::tempdir().unwrap();
+    let mut args = small_fit(bad.path());
+    args.extend(["--landmarks".to_string(), "3,68".to_string()]);
+    let out = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0-67"));
+}
