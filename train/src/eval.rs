@@ -165,7 +165,8 @@ pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
     })
 }
 
-fn argmax(row: &[f32]) -> usize {
+/// Index of the largest value (the first, on ties).
+pub fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
         .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })

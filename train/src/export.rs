@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::augment::Plan;
 use crate::data::Expression;
-use crate::eval::{latest_checkpoint, load_model};
+use crate::eval::{argmax, latest_checkpoint, load_model};
 use crate::fit::{datasets, FitConfig, Method};
 use crate::model::lanet::{ExpressionNet, LaNet};
 use crate::prepare::Cache;
@@ -332,13 +332,6 @@ fn check_parity(
         }
     }
     Ok((diffs, same))
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
-        .0
 }
 
 /// Writes the clean test crops of a run as `OUT/<class>/<index>.png` (for `edge-fer --aligned`)

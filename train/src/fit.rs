@@ -448,6 +448,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Writes `metrics.jsonl` (atomically): one line per epoch.
+fn write_metrics(path: &Path, epochs: &[EpochMetrics]) -> Result<(), String> {
+    let mut text = String::new();
+    for m in epochs {
+        text.push_str(&serde_json::to_string(m).map_err(|e| e.to_string())?);
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Everything that changes during training.
 struct Run {
     model: TrainModel,
@@ -708,12 +718,7 @@ pub fn fit(
             config.epochs
         );
     }
-    let mut metrics_text = String::new();
-    for m in &epochs {
-        metrics_text.push_str(&serde_json::to_string(m).map_err(|e| e.to_string())?);
-        metrics_text.push('\n');
-    }
-    write_atomic(&metrics_path, metrics_text.as_bytes()).map_err(|e| io(&metrics_path, e))?;
+    write_metrics(&metrics_path, &epochs)?;
 
     let (landmark_weight, kl_weight) = match config.method {
         Method::Lanet => (config.landmark_weight, config.kl_weight),
@@ -729,6 +734,17 @@ pub fn fit(
     bar.set_position(run.step as u64);
     // Linear decay from the initial rate to 0 over the whole run.
     let lr_at = |step: usize| config.lr * (1.0 - step as f64 / total_steps as f64);
+    let mut step_config = StepConfig {
+        landmark_weight,
+        kl_weight,
+        contrastive_weight: config.contrastive_weight,
+        temperature: config.temperature,
+        confidence: config.confidence,
+        key_momentum: config.key_momentum,
+        lde,
+        adaptive_wing: AdaptiveWing::default(),
+        lr: config.lr,
+    };
     for epoch in run.epoch..config.epochs {
         let order = epoch_indices(&labels, classes, epoch, config.epochs, config.seed);
         let mut rng = SplitMix64::new(
@@ -742,17 +758,7 @@ pub fn fit(
                 continue; // BatchNorm and the neighbour search need two samples
             }
             let lr = lr_at(run.step);
-            let step_config = StepConfig {
-                landmark_weight,
-                kl_weight,
-                contrastive_weight: config.contrastive_weight,
-                temperature: config.temperature,
-                confidence: config.confidence,
-                key_momentum: config.key_momentum,
-                lde: lde.clone(),
-                adaptive_wing: AdaptiveWing::default(),
-                lr,
-            };
+            step_config.lr = lr;
             let plans: Vec<Plan> = rows
                 .iter()
                 .map(|_| Plan::draw(&config.augment, config.input_size, &mut rng))
@@ -813,8 +819,6 @@ pub fn fit(
             test_accuracy = metrics.test_accuracy,
             "epoch done"
         );
-        metrics_text.push_str(&serde_json::to_string(&metrics).map_err(|e| e.to_string())?);
-        metrics_text.push('\n');
         epochs.push(metrics);
         // Checkpoint and state first, metrics last: a metrics line always has its state, and
         // the state holds the metrics.
@@ -826,7 +830,7 @@ pub fn fit(
         for (_, old) in state_files(out).into_iter().skip(2) {
             let _ = std::fs::remove_file(old);
         }
-        write_atomic(&metrics_path, metrics_text.as_bytes()).map_err(|e| io(&metrics_path, e))?;
+        write_metrics(&metrics_path, &epochs)?;
     }
     bar.finish_and_clear();
     Ok(FitSummary {

@@ -556,11 +556,8 @@ fn report(loaded: &Loaded, classes: ClassSet) {
             .map(|n| format!("{n:>10}"))
             .collect::<String>()
     );
-    for (name, split) in [
-        ("train", Split::Train),
-        ("val", Split::Val),
-        ("test", Split::Test),
-    ] {
+    for split in [Split::Train, Split::Val, Split::Test] {
+        let name = train::prepare::split_name(split);
         let counts = loaded.class_counts(classes, Some(split));
         if counts.iter().sum::<usize>() > 0 {
             outln!(

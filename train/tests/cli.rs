@@ -144,6 +144,33 @@ fn eval_of_a_folder_without_checkpoints_is_a_clear_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// A two-epoch fit of a tiny model on a prepared cache (plus `extra` options), then `eval`;
+/// both must succeed. Returns the run folder and eval's report.
+fn fit_and_eval_on_cache(cache: &str, extra: &[&str]) -> (tempfile::TempDir, serde_json::Value) {
+    let run = tempfile::tempdir().unwrap();
+    let r = run.path().to_str().unwrap();
+    let mut args = vec![
+        "fit", "--out", r, "--data", cache, "--size", "64", "--width", "4", "--blocks", "1",
+        "--batch", "3", "--epochs", "2", "--k", "2", "--queue", "6",
+    ];
+    args.extend_from_slice(extra);
+    let out = train(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(run.path().join("checkpoint-002.bpk").is_file());
+    let out = train(&["eval", "--run", r]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = serde_json::from_slice(&out.stdout).unwrap();
+    (run, report)
+}
+
 fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
@@ -219,44 +246,7 @@ fn prepare_caches_the_runtimes_own_crops_and_fit_trains_on_them() {
     );
 
     // A short fit on the cache (all of it as test data too: a folder tree has one split).
-    let run = tempfile::tempdir().unwrap();
-    let r = run.path().to_str().unwrap();
-    let out = train(&[
-        "fit",
-        "--out",
-        r,
-        "--data",
-        c,
-        "--test-data",
-        c,
-        "--size",
-        "64",
-        "--width",
-        "4",
-        "--blocks",
-        "1",
-        "--batch",
-        "3",
-        "--epochs",
-        "2",
-        "--k",
-        "2",
-        "--queue",
-        "6",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(run.path().join("checkpoint-002.bpk").is_file());
-    let out = train(&["eval", "--run", r]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (run, report) = fit_and_eval_on_cache(c, &["--test-data", c]);
     let total: u64 = report["confusion"]
         .as_array()
         .unwrap()
@@ -453,24 +443,7 @@ fn ferplus_end_to_end_reports_the_divergence_from_the_annotators_votes() {
     assert_eq!(opened.summary.landmarks.whole_image, 8);
     assert!(opened.faces.iter().all(|f| f.votes.is_some()));
 
-    let run = tempfile::tempdir().unwrap();
-    let r = run.path().to_str().unwrap();
-    let out = train(&[
-        "fit", "--out", r, "--data", c, "--size", "64", "--width", "4", "--blocks", "1", "--batch",
-        "3", "--epochs", "2", "--k", "2", "--queue", "6",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = train(&["eval", "--run", r]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_run, report) = fit_and_eval_on_cache(c, &[]);
     let js = report["js_divergence"].as_f64().unwrap();
     assert!(js > 0.0 && js <= 2f64.ln(), "{js}");
     assert_eq!(report["recovery"]["flipped"].as_u64(), Some(0));
