@@ -3,10 +3,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{ArgGroup, Parser, ValueEnum};
-use edge_fer::capture::{list_cameras, CameraConfig, CameraSource, ImageFiles};
+use edge_fer::capture::{
+    list_cameras, Backoff, CameraConfig, CameraSource, ImageFiles, Reconnecting,
+};
 use edge_fer::detect::{DEFAULT_LANDMARKS_MODEL, LANDMARKS_MODEL_ENV};
 use edge_fer::output::Format;
 use edge_fer::pipeline::{self, PipelineConfig};
@@ -16,7 +20,9 @@ use edge_fer::{Classifier, FaceFinder, FaceFinderConfig, FrameSource};
 ///
 /// Prints one JSON object per frame (faces, 68 landmarks, expression probabilities) or, with
 /// --format text, one line per face. Exit status: 0 on success, 1 if the run could not start, 2 if
-/// some frames could not be processed (each is reported in the output).
+/// some frames could not be processed (each is reported in the output), 3 if the camera was lost
+/// with --exit-on-camera-loss. SIGINT or SIGTERM stop capture, finish the frames in flight and exit
+/// 0; a second one exits at once.
 #[derive(Debug, Parser)]
 #[command(name = "edge-fer", version, about, long_about = None)]
 #[command(group(ArgGroup::new("input").required(true).args(["camera", "image", "frames", "list_cameras"])))]
@@ -75,6 +81,11 @@ struct Cli {
     #[arg(long, value_name = "FPS", default_value_t = 30)]
     fps: u32,
 
+    /// Camera: exit (status 3) when the camera is lost, instead of waiting for it to come back
+    /// (retrying with back-off from 0.5 s to 30 s). For a service manager that restarts it.
+    #[arg(long, requires = "camera")]
+    exit_on_camera_loss: bool,
+
     /// Stop after N frames.
     #[arg(long, value_name = "N")]
     max_frames: Option<u64>,
@@ -104,6 +115,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Exit status when the camera was lost and --exit-on-camera-loss was given.
+const EXIT_CAMERA_LOST: u8 = 3;
+
+/// SIGINT and SIGTERM set the returned flag, which stops capture; the pipeline drains and the run
+/// ends normally. A second signal, while the first is being honoured, exits at once (status 1).
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the earlier signal left it.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     if cli.list_cameras {
         let cameras = list_cameras();
@@ -118,13 +147,28 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 
     // Open the source first: a missing camera or empty folder should be reported before the
     // seconds spent loading models.
+    let stop = stop_on_signals()?;
     let mut source: Box<dyn FrameSource> = if let Some(index) = cli.camera {
-        Box::new(CameraSource::open(CameraConfig {
+        let config = CameraConfig {
             index,
             width: cli.width,
             height: cli.height,
             fps: cli.fps,
-        })?)
+        };
+        // The first open must work (a wrong index is a mistake to report); later losses are
+        // waited out unless asked not to.
+        let camera = Box::new(CameraSource::open(config)?);
+        if cli.exit_on_camera_loss {
+            camera
+        } else {
+            Box::new(Reconnecting::new(
+                camera,
+                move || Ok(Box::new(CameraSource::open(config)?) as Box<dyn FrameSource>),
+                format!("camera {index}"),
+                Backoff::default(),
+                Arc::clone(&stop),
+            ))
+        }
     } else if let Some(dir) = &cli.frames {
         Box::new(ImageFiles::from_dir(dir)?)
     } else {
@@ -162,6 +206,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             OutputFormat::Text => Format::Text,
         },
         progress: std::io::stderr().is_terminal() && !std::io::stdout().is_terminal(),
+        stop: Arc::clone(&stop),
     };
     let live = source.is_live();
     let stats = pipeline::run(
@@ -171,6 +216,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Box::new(std::io::stdout()),
         &config,
     )?;
+    if stats.stopped {
+        eprintln!(
+            "edge-fer: stopped by a signal after {} frames",
+            stats.frames
+        );
+    }
     if live || stats.dropped > 0 {
         eprintln!(
             "edge-fer: {} frames, {} dropped (the pipeline was busy), {} faces",
@@ -178,6 +229,15 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         );
     }
     tracing::info!(?stats, "done");
+    let reached_max = cli.max_frames.is_some_and(|max| stats.frames >= max);
+    if live && !stats.stopped && !stats.output_closed && !reached_max {
+        // Only a camera without reconnection ends on its own: it was lost.
+        eprintln!(
+            "edge-fer: camera {} was lost; exiting (--exit-on-camera-loss)",
+            cli.camera.unwrap_or_default()
+        );
+        return Ok(ExitCode::from(EXIT_CAMERA_LOST));
+    }
     if stats.failed > 0 && !stats.output_closed {
         eprintln!(
             "edge-fer: {} of {} frames could not be processed (see their \"error\" lines)",

@@ -8,6 +8,8 @@
 //! fails anywhere becomes an error result in the output and the run goes on.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -29,6 +31,9 @@ pub struct PipelineConfig {
     pub format: Format,
     /// Show a progress bar on standard error for file sources (only when it is a terminal).
     pub progress: bool,
+    /// Set (by a signal handler, say) to stop reading the source; frames already read are still
+    /// processed and written, then the run returns normally.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// What a run did.
@@ -44,6 +49,8 @@ pub struct Stats {
     pub faces: u64,
     /// Whether the output was closed early (a closed pipe); the run then stops quietly.
     pub output_closed: bool,
+    /// Whether the run ended because [`PipelineConfig::stop`] was set.
+    pub stopped: bool,
 }
 
 enum Item {
@@ -57,7 +64,9 @@ struct Detected {
     faces: Option<Vec<Face>>,
 }
 
-/// Runs the pipeline until the source ends, `max_frames` is reached or the output is closed.
+/// Runs the pipeline until the source ends, `max_frames` is reached, `stop` is set or the output
+/// is closed. Frames already read when it stops are processed and written (drained), so every
+/// line of output is whole.
 ///
 /// Without a `finder`, every frame is taken to be an aligned face crop (RAF-DB's aligned set,
 /// `train prepare`'s crops): it is resized to the model's input and classified as one face whose
@@ -96,6 +105,9 @@ pub fn run(
     let bar = progress_bar(source, config.progress);
     let mut stats = Stats::default();
     while config.max_frames.is_none_or(|max| stats.frames < max) && !detect.is_finished() {
+        if config.stop.load(Ordering::Relaxed) {
+            break;
+        }
         let Some(next) = source.next_frame() else {
             break;
         };
@@ -124,6 +136,7 @@ pub fn run(
     stats.faces = faces;
     stats.failed = failed;
     stats.output_closed = closed;
+    stats.stopped = config.stop.load(Ordering::Relaxed);
     Ok(stats)
 }
 
@@ -183,6 +196,18 @@ fn classify_stage(
             return;
         }
     }
+}
+
+/// The whole per-frame path on one thread: detect faces and landmarks (unless `finder` is `None`:
+/// the frame is then an aligned crop), align and classify them. The pipeline runs the same two
+/// steps on two threads; this is for callers with a single frame (and the fuzzer).
+pub fn process_frame(
+    finder: Option<&FaceFinder>,
+    classifier: &Classifier,
+    frame: Frame,
+) -> FrameResult {
+    let faces = finder.map(|f| f.find(&frame.rgb));
+    classify_frame(classifier, Detected { frame, faces })
 }
 
 /// Aligns and classifies one frame's faces in one batch.

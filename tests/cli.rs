@@ -316,6 +316,52 @@ fn closed_output_pipe_ends_the_run_quietly() {
 }
 
 #[test]
+fn sigterm_mid_run_drains_flushes_and_exits_zero() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let img = fixture("grace_hopper_512x512.jpg");
+    let total = 400;
+    let mut args = vec!["--image".to_string()];
+    args.extend(std::iter::repeat_n(img.display().to_string(), total));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-fer"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    for line in reader.lines() {
+        lines.push(format!("{}\n", line.unwrap()));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
+    // Stopped early, and every line that was written is whole, in order, from frame 0.
+    assert!(
+        lines.len() < total,
+        "{} lines: the signal did not stop it",
+        lines.len()
+    );
+    for (i, line) in lines.iter().enumerate() {
+        assert!(line.ends_with('\n'), "line {i} is cut: {line:?}");
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["frame"].as_u64(), Some(i as u64));
+        assert_eq!(v["faces"].as_array().unwrap().len(), 1);
+    }
+}
+
+#[test]
 fn aligned_mode_classifies_each_whole_image_without_detection() {
     // The landmark model is never loaded in this mode: a missing one is no error.
     let out = edge_fer(&[

@@ -1,0 +1,174 @@
+//! A camera that goes away mid-run and comes back: the run goes on, reopening it with back-off,
+//! and the frames after the outage are processed as before. The camera is a stand-in (there is
+//! none here); the pipeline, the models and the reconnection logic are the real ones.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edge_fer::capture::{decode_image, Backoff, FailedFrame, Reconnecting};
+use edge_fer::pipeline::{self, PipelineConfig};
+use edge_fer::{Classifier, Error, FaceFinder, FaceFinderConfig, Frame, FrameSource};
+
+use crate::util::fixture;
+
+/// One connection to the stand-in camera: `left` frames of the same photo, then the device is
+/// gone (the source ends, as `CameraSource` does after repeated read failures).
+struct Connection {
+    image: image::RgbImage,
+    left: u64,
+}
+
+impl FrameSource for Connection {
+    fn next_frame(&mut self) -> Option<Result<Frame, FailedFrame>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        Some(Ok(Frame {
+            rgb: self.image.clone(),
+            // The connection numbers its frames from 0; the wrapper renumbers them.
+            index: 0,
+            timestamp_ms: 0,
+            source: "camera:0".into(),
+        }))
+    }
+    fn is_live(&self) -> bool {
+        true
+    }
+    fn describe(&self) -> String {
+        "stand-in camera".into()
+    }
+}
+
+fn unplugged() -> Error {
+    Error::Camera {
+        index: 0,
+        reason: "No such device (os error 19)".into(),
+    }
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_lost_camera_is_reopened_with_backoff_and_the_run_goes_on() {
+    let image = decode_image(&fixture("biden.jpg")).unwrap();
+    // Each outage: how many opens fail before the device is back.
+    let mut outages = VecDeque::from([2u32, 3]);
+    let mut failing = None::<u32>;
+    let attempts = Arc::new(Mutex::new(0u32));
+    let counted = Arc::clone(&attempts);
+    let photo = image.clone();
+    let open = move || -> edge_fer::Result<Box<dyn FrameSource>> {
+        *counted.lock().unwrap() += 1;
+        let left = failing.get_or_insert_with(|| outages.pop_front().unwrap_or(0));
+        if *left > 0 {
+            *left -= 1;
+            return Err(unplugged());
+        }
+        failing = None;
+        Ok(Box::new(Connection {
+            image: photo.clone(),
+            left: 5,
+        }))
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let backoff = Backoff {
+        initial: Duration::from_millis(1),
+        max: Duration::from_millis(3),
+    };
+    let first = Box::new(Connection { image, left: 5 });
+    let mut camera = Reconnecting::new(first, open, "camera 0", backoff, Arc::clone(&stop));
+
+    let out = Captured::default();
+    let config = PipelineConfig {
+        max_frames: Some(12),
+        stop,
+        ..PipelineConfig::default()
+    };
+    let stats = pipeline::run(
+        &mut camera,
+        Some(FaceFinder::load(&FaceFinderConfig::default()).unwrap()),
+        Classifier::builtin().unwrap(),
+        Box::new(out.clone()),
+        &config,
+    )
+    .unwrap();
+
+    // 5 frames, lost, 2 failed opens, 5 frames, lost, 3 failed opens, 2 more frames.
+    assert_eq!(stats.frames, 12);
+    assert!(!stats.stopped);
+    assert_eq!(camera.reconnects(), 2);
+    assert_eq!(*attempts.lock().unwrap(), 2 + 1 + 3 + 1);
+    let ms = |v: &[u64]| {
+        v.iter()
+            .map(|&m| Duration::from_millis(m))
+            .collect::<Vec<_>>()
+    };
+    // Doubling, capped at 3 ms, and back to 1 ms after a successful reopen.
+    assert_eq!(camera.waits(), ms(&[1, 2, 1, 2, 3]));
+
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // A live source may drop a stale frame when detection is busy; those that arrive are in
+    // order, numbered across reconnections, and each has its face.
+    let frames: Vec<u64> = lines.iter().map(|l| l["frame"].as_u64().unwrap()).collect();
+    assert!(frames.windows(2).all(|w| w[0] < w[1]), "{frames:?}");
+    assert!(frames.iter().all(|&f| f < 12), "{frames:?}");
+    assert!(
+        frames.iter().any(|&f| f >= 10),
+        "frames after the second outage: {frames:?}"
+    );
+    for line in &lines {
+        assert_eq!(line["faces"].as_array().unwrap().len(), 1, "{line}");
+    }
+}
+
+#[test]
+fn stopping_interrupts_a_long_backoff() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let backoff = Backoff {
+        initial: Duration::from_secs(600),
+        max: Duration::from_secs(600),
+    };
+    let gone = Box::new(Connection {
+        image: image::RgbImage::new(8, 8),
+        left: 0,
+    });
+    let mut camera = Reconnecting::new(
+        gone,
+        || Err(unplugged()),
+        "camera 0",
+        backoff,
+        Arc::clone(&stop),
+    );
+    let setter = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let started = Instant::now();
+    assert!(camera.next_frame().is_none());
+    setter.join().unwrap();
+    assert_eq!(camera.waits(), [Duration::from_secs(600)]);
+    // Not a timing figure: a wait that ignored the stop would take ten minutes.
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
