@@ -64,6 +64,7 @@ pub fn load_model(
 ) -> Result<(FitConfig, LaNet), String> {
     let config = FitConfig::load(dir)?;
     let bytes = std::fs::read(checkpoint).map_err(|e| format!("{}: {e}", checkpoint.display()))?;
+    crate::fit::verify_checksum(checkpoint, &bytes)?;
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| format!("{}: not a readable checkpoint: {e}", checkpoint.display()))?;
     let net = config.lanet(classes).init(device);

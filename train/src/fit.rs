@@ -445,7 +445,52 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename itself is only durable once the folder is synced; without it a power cut can
+    // bring back the old file (or none) even though the new one was complete.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The checksum file beside a checkpoint (`checkpoint-003.bpk.sha256`, `sha256sum -c` format).
+pub fn checksum_path(checkpoint: &Path) -> PathBuf {
+    let mut name = checkpoint.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+/// Writes `bytes` to `path` and its sha256 beside it, both atomically, checksum last.
+fn write_checksummed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic(path, bytes)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let line = format!("{}  {name}\n", edge_fer::checksum::sha256_hex(bytes));
+    write_atomic(&checksum_path(path), line.as_bytes())
+}
+
+/// Checks `bytes`, read from `path`, against the checksum file beside it, when there is one.
+///
+/// # Errors
+/// A message naming the file if the checksum does not match (a truncated or corrupted file) or
+/// the checksum file cannot be read.
+pub fn verify_checksum(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let sums = checksum_path(path);
+    let text = match std::fs::read_to_string(&sums) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", sums.display())),
+    };
+    let want = text.split_whitespace().next().unwrap_or_default();
+    if want == edge_fer::checksum::sha256_hex(bytes) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: checksum mismatch with {}: the file is truncated or corrupted",
+            path.display(),
+            sums.display()
+        ))
+    }
 }
 
 /// Writes `metrics.jsonl` (atomically): one line per epoch.
@@ -636,7 +681,8 @@ impl Run {
     }
 }
 
-/// Trains and writes into `out`: `config.json`, `metrics.jsonl`, `checkpoint-NNN.bpk` (the
+/// Trains and writes into `out`: `config.json`, `metrics.jsonl`, `checkpoint-NNN.bpk` (with its
+/// sha256 in `checkpoint-NNN.bpk.sha256`; the
 /// backbone, burnpack) and `state-NNN.bin` (everything needed to resume; the two newest are
 /// kept). With `resume`, continues from the newest state in `out` that verifies (the caller
 /// passes the run's saved config, see [`FitConfig::load`]).
@@ -823,7 +869,7 @@ pub fn fit(
         // Checkpoint and state first, metrics last: a metrics line always has its state, and
         // the state holds the metrics.
         let checkpoint: PathBuf = out.join(format!("checkpoint-{:03}.bpk", epoch + 1));
-        write_atomic(&checkpoint, &record_bytes(&run.model.net, "checkpoint")?)
+        write_checksummed(&checkpoint, &record_bytes(&run.model.net, "checkpoint")?)
             .map_err(|e| io(&checkpoint, e))?;
         let state = state_path(out, epoch + 1);
         write_atomic(&state, &run.save(&epochs)?).map_err(|e| io(&state, e))?;

@@ -64,4 +64,23 @@ fn resuming_from_a_middle_epoch_gives_the_unbroken_runs_weights() {
         learned_distributions(cut.path()).unwrap(),
         learned_distributions(whole.path()).unwrap()
     );
+
+    // A crash (or a full disk) that leaves the newest state truncated and its checkpoint
+    // corrupted: both are caught by their checksums, and --resume falls back to state-002.
+    let state3 = state_path(cut.path(), 3);
+    let bytes = std::fs::read(&state3).unwrap();
+    std::fs::write(&state3, &bytes[..bytes.len() / 2]).unwrap();
+    let ckpt3 = cut.path().join("checkpoint-003.bpk");
+    let mut bytes = std::fs::read(&ckpt3).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&ckpt3, bytes).unwrap();
+    let err = train::eval::load_model(cut.path(), &ckpt3, 7, &device).unwrap_err();
+    assert!(err.contains("checksum mismatch"), "{err}");
+    assert!(err.contains("checkpoint-003.bpk"), "{err}");
+    let again = fit(&config, cut.path(), &device, true).unwrap();
+    assert_eq!(again.epochs, unbroken.epochs);
+    assert!(train::eval::load_model(cut.path(), &ckpt3, 7, &device).is_ok());
+    let c = common::checkpoint_values(cut.path(), "checkpoint-003.bpk");
+    assert!(c == b, "the redone epoch gives the unbroken run's weights");
 }
