@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use edge_fer::align::align;
 use edge_fer::capture::{decode_image, ImageFiles};
 use edge_fer::pipeline::{self, PipelineConfig};
+use edge_fer::track::TrackConfig;
 use edge_fer::{AlignedFace, Classifier, FaceFinder, FaceFinderConfig};
 
 const ROUNDS: usize = 15;
+const MOVING_FRAMES: usize = 150;
 
 fn main() {
     let dir = tempfile::tempdir().expect("temporary folder");
@@ -56,6 +58,67 @@ fn main() {
         }
     }
 
+    // Detection width: HOG on the 640x480 frames at full width and scaled down.
+    let mut widths = Vec::new();
+    for width in [0u32, 480, 400, 320] {
+        let (mut took, mut found) = (Vec::new(), Vec::new());
+        for path in &frames {
+            let rgb = decode_image(path).expect("decode");
+            let mut faces = 0;
+            for _ in 0..ROUNDS {
+                let (f, times) = finder.find_downscaled(&rgb, width);
+                took.push(times.detect);
+                faces = f.len();
+            }
+            found.push(faces);
+        }
+        widths.push((width, median_ms(&mut took), found));
+    }
+
+    // A moving face: the one-face case tracking is for.
+    let moving = make_moving(dir.path());
+    let mut runs = Vec::new();
+    for (name, track, smoothing) in [
+        (
+            "detect every frame, full width",
+            TrackConfig::default(),
+            None,
+        ),
+        (
+            "detect every 5th frame at 480 px, follow between (camera default)",
+            TrackConfig {
+                detect_every: 5,
+                detect_width: 480,
+            },
+            Some(0.5),
+        ),
+    ] {
+        let config = PipelineConfig {
+            track,
+            smoothing,
+            ..PipelineConfig::default()
+        };
+        let finder = FaceFinder::load(&FaceFinderConfig::default()).expect("dlib models");
+        let classifier = Classifier::builtin().expect("built-in model");
+        let mut source = ImageFiles::new(moving.clone());
+        let t = Instant::now();
+        let stats = pipeline::run(
+            &mut source,
+            Some(finder),
+            classifier,
+            Box::new(std::io::sink()),
+            &config,
+        )
+        .expect("pipeline");
+        let elapsed = t.elapsed();
+        runs.push((
+            name,
+            stats,
+            elapsed,
+            config.times.report(stats.frames, stats.dropped, elapsed),
+        ));
+    }
+
     let repeated: Vec<PathBuf> = (0..ROUNDS).flat_map(|_| frames.iter().cloned()).collect();
     let n = repeated.len();
     let mut source = ImageFiles::new(repeated);
@@ -92,7 +155,47 @@ fn main() {
         n as f64 / elapsed.as_secs_f64(),
         stats.faces
     );
+    println!("detection width on the 640x480 frames (median HOG time incl. scaling; faces found per frame):");
+    for (width, ms, found) in &widths {
+        let label = if *width == 0 {
+            "full (640)".to_string()
+        } else {
+            width.to_string()
+        };
+        println!("  {label:<10} {ms:>8.2} ms  faces {found:?}");
+    }
+    println!(
+        "one moving face, {} frames at 640x480, threaded pipeline:",
+        moving.len()
+    );
+    for (name, stats, elapsed, report) in &runs {
+        println!(
+            "  {name}: {:.1} frames/s, {} faces",
+            stats.frames as f64 / elapsed.as_secs_f64(),
+            stats.faces
+        );
+        println!("    {report}");
+    }
     println!("peak RSS: {:.1} MiB", peak_rss_kib() as f64 / 1024.0);
+}
+
+/// One portrait (Grace Hopper, face ~190 px) drifting across a 640x480 frame, 2 px right and
+/// 1 px down per frame, as JPEG files: a kiosk visitor in front of the camera.
+fn make_moving(dir: &Path) -> Vec<PathBuf> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let img = image::open(fixtures.join("grace_hopper_512x512.jpg"))
+        .expect("fixture")
+        .to_rgb8();
+    let face = image::imageops::resize(&img, 360, 360, image::imageops::FilterType::Triangle);
+    (0..MOVING_FRAMES)
+        .map(|i| {
+            let mut frame = image::RgbImage::from_pixel(640, 480, image::Rgb([90, 90, 90]));
+            image::imageops::overlay(&mut frame, &face, 60 + 2 * i as i64, 40 + i as i64 / 2);
+            let path = dir.join(format!("moving-{i:03}.jpg"));
+            frame.save(&path).expect("writing a frame");
+            path
+        })
+        .collect()
 }
 
 /// The fixtures fitted (aspect kept, centred on black) into 640x480 JPEG frames.

@@ -101,6 +101,15 @@ pub enum Error {
         found: String,
     },
 
+    /// The kiosk web view could not start (address taken, not allowed).
+    #[error("cannot serve the web view on {addr}: {reason}")]
+    Serve {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+
     /// The camera exists but failed to open or to deliver a frame.
     #[error("camera {index}: {reason}")]
     Camera {

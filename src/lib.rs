@@ -18,6 +18,9 @@ pub mod error;
 pub mod model_card;
 pub mod output;
 pub mod pipeline;
+pub mod serve;
+pub mod stats;
+pub mod track;
 
 pub use crate::capture::{Frame, FrameSource};
 pub use crate::classify::{AlignedFace, Classifier, Probs};

@@ -1,10 +1,12 @@
 //! The `edge-fer` command: flags in, pipeline run, exit code out.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{ArgGroup, Parser, ValueEnum};
@@ -14,6 +16,8 @@ use edge_fer::capture::{
 use edge_fer::detect::{DEFAULT_LANDMARKS_MODEL, LANDMARKS_MODEL_ENV};
 use edge_fer::output::Format;
 use edge_fer::pipeline::{self, PipelineConfig};
+use edge_fer::serve::{Hub, Server};
+use edge_fer::track::TrackConfig;
 use edge_fer::{Classifier, FaceFinder, FaceFinderConfig, FrameSource};
 
 /// Recognise facial expressions in a camera stream or in image files.
@@ -81,6 +85,39 @@ struct Cli {
     #[arg(long, value_name = "FPS", default_value_t = 30)]
     fps: u32,
 
+    /// Detect faces on every Nth frame and follow them between detections by re-fitting their
+    /// landmarks (much cheaper). Default: 5 for a camera, 1 (every frame) for files.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    detect_every: Option<u32>,
+
+    /// Detect on a copy of the frame scaled down to this width (landmarks are still fitted at
+    /// full resolution); 0 detects at full resolution. Faces under ~80 px at this scale are
+    /// missed.
+    #[arg(long, value_name = "PX", default_value_t = DEFAULT_DETECT_WIDTH)]
+    detect_width: u32,
+
+    /// Smooth each tracked face's probabilities over frames: the weight of the newest frame, in
+    /// (0, 1]; 1 turns smoothing off. Default: 0.5 for a camera, 1 for files.
+    #[arg(long, value_name = "A", value_parser = parse_smoothing)]
+    smooth: Option<f32>,
+
+    /// Print each stage's latency (median/p95/max) and the dropped frames to stderr every SECS
+    /// seconds and on exit. SIGUSR1 prints them at any time.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    stats: Option<u64>,
+
+    /// Serve the kiosk view (live frames with boxes, landmarks and labels) and the results as
+    /// Server-Sent Events on ADDR: http://ADDR/ (page), /events (SSE), /latest (JSON),
+    /// /stream.mjpg (frames). Without a value: 127.0.0.1:8080, reachable from this machine only;
+    /// give 0.0.0.0:PORT to open it to the network.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
+    serve: Option<SocketAddr>,
+
+    /// Images and frames folders: start again after the last one, until stopped (a stand-in
+    /// camera, e.g. for the kiosk view).
+    #[arg(long = "loop", conflicts_with = "camera")]
+    repeat: bool,
+
     /// Camera: exit (status 3) when the camera is lost, instead of waiting for it to come back
     /// (retrying with back-off from 0.5 s to 30 s). For a service manager that restarts it.
     #[arg(long, requires = "camera")]
@@ -115,6 +152,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Detection width unless --detect-width says otherwise: the widest at which HOG still found
+/// every face of the benchmark frames (see BENCHMARKS.md, "Detection width").
+const DEFAULT_DETECT_WIDTH: u32 = 480;
+
+fn parse_smoothing(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(a) if a > 0.0 && a <= 1.0 => Ok(a),
+        _ => Err(format!("{text:?} is not a weight in (0, 1]")),
+    }
+}
+
 /// Exit status when the camera was lost and --exit-on-camera-loss was given.
 const EXIT_CAMERA_LOST: u8 = 3;
 
@@ -131,6 +179,14 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
             .context("installing signal handlers")?;
     }
     Ok(stop)
+}
+
+/// SIGUSR1 sets the returned flag; the pipeline prints a stage report and clears it.
+fn report_on_sigusr1() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&flag))
+        .context("installing the SIGUSR1 handler")?;
+    Ok(flag)
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
@@ -169,10 +225,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 Arc::clone(&stop),
             ))
         }
-    } else if let Some(dir) = &cli.frames {
-        Box::new(ImageFiles::from_dir(dir)?)
     } else {
-        Box::new(ImageFiles::new(cli.image.clone()))
+        let files = match &cli.frames {
+            Some(dir) => ImageFiles::from_dir(dir)?,
+            None => ImageFiles::new(cli.image.clone()),
+        };
+        Box::new(if cli.repeat { files.repeating() } else { files })
     };
 
     let classifier = match &cli.model {
@@ -207,7 +265,31 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         },
         progress: std::io::stderr().is_terminal() && !std::io::stdout().is_terminal(),
         stop: Arc::clone(&stop),
+        track: TrackConfig {
+            detect_every: cli
+                .detect_every
+                .unwrap_or(if cli.camera.is_some() { 5 } else { 1 }),
+            detect_width: cli.detect_width,
+        },
+        smoothing: cli
+            .smooth
+            .or(cli.camera.is_some().then_some(0.5))
+            .filter(|&a| a < 1.0),
+        times: Arc::default(),
+        stats_every: cli.stats.map(Duration::from_secs),
+        stats_now: report_on_sigusr1()?,
+        publish: cli.serve.map(|_| Hub::new(15)),
     };
+    // Bound before the run starts, so a taken port is reported at once.
+    let server = match (cli.serve, &config.publish) {
+        (Some(addr), Some(hub)) => {
+            let server = Server::start(addr, hub.clone())?;
+            eprintln!("edge-fer: kiosk view on http://{}/", server.addr());
+            Some(server)
+        }
+        _ => None,
+    };
+    let started = Instant::now();
     let live = source.is_live();
     let stats = pipeline::run(
         source.as_mut(),
@@ -222,6 +304,14 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             stats.frames
         );
     }
+    if cli.stats.is_some() || live {
+        eprintln!(
+            "edge-fer: {}",
+            config
+                .times
+                .report(stats.frames, stats.dropped, started.elapsed())
+        );
+    }
     if live || stats.dropped > 0 {
         eprintln!(
             "edge-fer: {} frames, {} dropped (the pipeline was busy), {} faces",
@@ -229,6 +319,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         );
     }
     tracing::info!(?stats, "done");
+    drop(server);
     let reached_max = cli.max_frames.is_some_and(|max| stats.frames >= max);
     if live && !stats.stopped && !stats.output_closed && !reached_max {
         // Only a camera without reconnection ends on its own: it was lost.

@@ -38,6 +38,10 @@ pub struct FaceResult {
     /// The detector's box in frame pixels (inclusive edges).
     #[serde(rename = "box")]
     pub bbox: FaceBox,
+    /// The face's track: the same number in every frame while it is followed (absent with
+    /// `--aligned`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track: Option<u64>,
     /// The 68 landmarks, `[x, y]` in frame pixels (absent with `--aligned`: nothing is detected).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub landmarks: Option<Landmarks>,

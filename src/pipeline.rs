@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -18,9 +18,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::align::align;
 use crate::capture::{FailedFrame, Frame, FrameSource};
 use crate::classify::{AlignedFace, Classifier};
-use crate::detect::{Face, FaceBox, FaceFinder, Landmarks};
+use crate::detect::{FaceBox, FaceFinder, Landmarks};
 use crate::error::{Error, Result};
 use crate::output::{write_result, FaceResult, Format, FrameResult};
+use crate::serve::Hub;
+use crate::stats::PipelineTimes;
+use crate::track::{Smoother, TrackConfig, TrackedFace, Tracker};
 
 /// Pipeline settings.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +37,19 @@ pub struct PipelineConfig {
     /// Set (by a signal handler, say) to stop reading the source; frames already read are still
     /// processed and written, then the run returns normally.
     pub stop: Arc<AtomicBool>,
+    /// How often to detect, and at what width; faces are followed in between.
+    pub track: TrackConfig,
+    /// Exponential smoothing of each tracked face's probabilities: the weight of the newest
+    /// frame, in (0, 1]. `None`: off.
+    pub smoothing: Option<f32>,
+    /// Where each stage records its latencies (read them during or after the run).
+    pub times: Arc<PipelineTimes>,
+    /// Print a stage report to standard error this often.
+    pub stats_every: Option<Duration>,
+    /// Set (by SIGUSR1) to print a stage report now; cleared once printed.
+    pub stats_now: Arc<AtomicBool>,
+    /// Also publish every result (and, while someone watches, its frame) to the web view.
+    pub publish: Option<Hub>,
 }
 
 /// What a run did.
@@ -58,10 +74,13 @@ enum Item {
     Failed(FailedFrame),
 }
 
+/// A frame's result, with its pixels when the web view wants them.
+type Finished = (FrameResult, Option<image::RgbImage>);
+
 struct Detected {
     frame: Frame,
     /// `None` when frames are already aligned face crops (no detector).
-    faces: Option<Vec<Face>>,
+    faces: Option<Vec<TrackedFace>>,
 }
 
 /// Runs the pipeline until the source ends, `max_frames` is reached, `stop` is set or the output
@@ -86,31 +105,62 @@ pub fn run(
     // Small queues: a live source should only ever be a frame or two ahead of detection.
     let (capture_tx, capture_rx) = bounded::<Item>(2);
     let (detect_tx, detect_rx_classify) = bounded::<std::result::Result<Detected, FailedFrame>>(2);
-    let (result_tx, result_rx) = bounded::<FrameResult>(4);
+    let (result_tx, result_rx) = bounded::<Finished>(4);
 
     let live = source.is_live();
     // A live source keeps a receiver too, to discard the oldest queued frame. Holding it keeps
     // the channel open even after detection has stopped, so that case watches the thread instead;
     // a file source holds none, and its blocking send fails once detection is gone.
     let stale_rx = live.then(|| capture_rx.clone());
+    let (times, track) = (Arc::clone(&config.times), config.track);
     let detect = spawn("detect", move || {
-        detect_stage(finder.as_ref(), capture_rx, detect_tx)
+        detect_stage(finder.as_ref(), track, &times, capture_rx, detect_tx)
     })?;
+    let (times, smoothing) = (Arc::clone(&config.times), config.smoothing);
+    let hub = config.publish.clone();
     let classify = spawn("classify", move || {
-        classify_stage(&classifier, detect_rx_classify, result_tx)
+        classify_stage(
+            &classifier,
+            smoothing,
+            hub.as_ref(),
+            &times,
+            detect_rx_classify,
+            result_tx,
+        )
     })?;
-    let format = config.format;
-    let output = spawn("output", move || output_stage(out, result_rx, format))?;
+    let (times, format) = (Arc::clone(&config.times), config.format);
+    let hub = config.publish.clone();
+    let output = spawn("output", move || {
+        output_stage(out, result_rx, format, hub.as_ref(), &times)
+    })?;
 
     let bar = progress_bar(source, config.progress);
     let mut stats = Stats::default();
+    let started = Instant::now();
+    let mut last_report = started;
     while config.max_frames.is_none_or(|max| stats.frames < max) && !detect.is_finished() {
         if config.stop.load(Ordering::Relaxed) {
             break;
         }
+        let due = config
+            .stats_every
+            .is_some_and(|every| last_report.elapsed() >= every);
+        if due || config.stats_now.swap(false, Ordering::Relaxed) {
+            last_report = Instant::now();
+            bar.suspend(|| {
+                eprintln!(
+                    "edge-fer: {}",
+                    config
+                        .times
+                        .report(stats.frames, stats.dropped, started.elapsed())
+                )
+            });
+        }
+        let read = Instant::now();
         let Some(next) = source.next_frame() else {
             break;
         };
+        config.times.capture.record(read.elapsed());
         stats.frames += 1;
         bar.inc(1);
         let item = match next {
@@ -160,13 +210,23 @@ fn send_dropping_stale(
 
 fn detect_stage(
     finder: Option<&FaceFinder>,
+    track: TrackConfig,
+    times: &PipelineTimes,
     rx: Receiver<Item>,
     tx: Sender<std::result::Result<Detected, FailedFrame>>,
 ) {
+    let mut tracker = Tracker::new(track);
     for item in rx {
         let next = match item {
             Item::Frame(frame) => {
-                let faces = finder.map(|f| f.find(&frame.rgb));
+                let faces = finder.map(|f| {
+                    let (faces, took) = tracker.update(f, &frame.rgb);
+                    if faces.first().is_none_or(|f| f.detected) {
+                        times.detect.record(took.detect);
+                    }
+                    times.landmarks.record(took.landmarks);
+                    faces
+                });
                 Ok(Detected { frame, faces })
             }
             Item::Failed(failed) => Err(failed),
@@ -179,20 +239,35 @@ fn detect_stage(
 
 fn classify_stage(
     classifier: &Classifier,
+    smoothing: Option<f32>,
+    hub: Option<&Hub>,
+    times: &PipelineTimes,
     rx: Receiver<std::result::Result<Detected, FailedFrame>>,
-    tx: Sender<FrameResult>,
+    tx: Sender<Finished>,
 ) {
+    let mut smoother = smoothing.map(Smoother::new);
     for item in rx {
-        let result = match item {
-            Ok(detected) => classify_frame(classifier, detected),
-            Err(failed) => failed_result(
-                failed.source,
-                failed.index,
-                failed.timestamp_ms,
-                &failed.error,
+        let finished = match item {
+            Ok(detected) => {
+                let pixels = hub
+                    .is_some_and(Hub::wants_frame)
+                    .then(|| detected.frame.rgb.clone());
+                let result = times
+                    .classify
+                    .time(|| classify_frame(classifier, detected, smoother.as_mut()));
+                (result, pixels)
+            }
+            Err(failed) => (
+                failed_result(
+                    failed.source,
+                    failed.index,
+                    failed.timestamp_ms,
+                    &failed.error,
+                ),
+                None,
             ),
         };
-        if tx.send(result).is_err() {
+        if tx.send(finished).is_err() {
             return;
         }
     }
@@ -206,24 +281,28 @@ pub fn process_frame(
     classifier: &Classifier,
     frame: Frame,
 ) -> FrameResult {
-    let faces = finder.map(|f| f.find(&frame.rgb));
-    classify_frame(classifier, Detected { frame, faces })
+    let faces = finder.map(|f| Tracker::new(TrackConfig::default()).update(f, &frame.rgb).0);
+    classify_frame(classifier, Detected { frame, faces }, None)
 }
 
-/// Aligns and classifies one frame's faces in one batch.
-fn classify_frame(classifier: &Classifier, detected: Detected) -> FrameResult {
+/// Aligns and classifies one frame's faces in one batch; smooths tracked faces' probabilities.
+fn classify_frame(
+    classifier: &Classifier,
+    detected: Detected,
+    smoother: Option<&mut Smoother>,
+) -> FrameResult {
     let Detected { frame, faces } = detected;
     let card = classifier.card();
-    let mut kept: Vec<(FaceBox, Option<Landmarks>)> = Vec::new();
+    let mut kept: Vec<(FaceBox, Option<Landmarks>, Option<u64>)> = Vec::new();
     let mut crops = Vec::new();
     match faces {
         Some(faces) => {
-            for face in faces {
+            for TrackedFace { face, track, .. } in faces {
                 let mut crop = classifier.blank_crop();
                 match align(&frame.rgb, &face.landmarks, &card.alignment, &mut crop) {
                     Ok(_) => {
                         crops.push(AlignedFace(crop));
-                        kept.push((face.bbox, Some(face.landmarks)));
+                        kept.push((face.bbox, Some(face.landmarks), Some(track)));
                     }
                     Err(e) => {
                         tracing::warn!(source = %frame.source, frame = frame.index, "face skipped: {e}")
@@ -245,20 +324,29 @@ fn classify_frame(classifier: &Classifier, detected: Detected) -> FrameResult {
                 right: i64::from(frame.rgb.width()) - 1,
                 bottom: i64::from(frame.rgb.height()) - 1,
             };
-            kept.push((whole, None));
+            kept.push((whole, None, None));
         }
     }
-    let probs = match classifier.classify(&crops) {
+    let mut probs = match classifier.classify(&crops) {
         Ok(p) => p,
         Err(e) => return failed_result(frame.source, frame.index, frame.timestamp_ms, &e),
     };
+    if let Some(smoother) = smoother {
+        smoother.next_frame();
+        for ((_, _, track), p) in kept.iter().zip(probs.iter_mut()) {
+            if let Some(track) = track {
+                smoother.smooth(*track, &mut p.0);
+            }
+        }
+    }
     let faces = kept
         .into_iter()
         .zip(probs)
-        .map(|((bbox, landmarks), p)| {
+        .map(|((bbox, landmarks, track), p)| {
             let best = p.argmax();
             FaceResult {
                 bbox,
+                track,
                 landmarks,
                 label: card.labels[best].clone(),
                 score: p.0[best],
@@ -300,14 +388,25 @@ fn failed_result(source: String, index: u64, timestamp_ms: u64, error: &Error) -
 /// Writes results; returns (faces, failed frames, whether the output was closed early).
 fn output_stage(
     mut out: Box<dyn Write + Send>,
-    rx: Receiver<FrameResult>,
+    rx: Receiver<Finished>,
     format: Format,
+    hub: Option<&Hub>,
+    times: &PipelineTimes,
 ) -> Result<(u64, u64, bool)> {
     let (mut faces, mut failed) = (0, 0);
-    for result in rx {
+    for (result, pixels) in rx {
+        if let Some(hub) = hub {
+            match serde_json::to_string(&result) {
+                Ok(json) => hub.publish(json, pixels.as_ref()),
+                Err(e) => tracing::warn!("cannot publish a result: {e}"),
+            }
+        }
         faces += result.faces.as_ref().map_or(0, |f| f.len() as u64);
         failed += u64::from(result.error.is_some());
-        match write_result(&mut *out, &result, format) {
+        match times
+            .output
+            .time(|| write_result(&mut *out, &result, format))
+        {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                 return Ok((faces, failed, true))

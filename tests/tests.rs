@@ -1,14 +1,18 @@
 //! Integration tests on real photographs, the real dlib models and the shipped ONNX model.
 //!
+//! - `kiosk`: the web view served by the binary, checked in headless Chromium.
 //! - `faces`: detection and landmarks through the library.
 //! - `model`: the shipped model under tract against its onnxruntime reference, and card checks.
 //! - `pipeline`: the threaded pipeline with a stand-in live camera and with files.
 //! - `camera_loss`: a stand-in camera that disappears and returns, through the real pipeline.
+//! - `track`: following a moving face between detections; track ids and stats in the CLI.
 //! - `cli`: the built `edge-fer` binary end to end: output schema, formats, bad input.
 
 mod camera_loss;
 mod cli;
 mod faces;
+mod kiosk;
 mod model;
 mod pipeline;
+mod track;
 mod util;

@@ -57,8 +57,9 @@ fn jpeg_has_end(bytes: &[u8]) -> bool {
 #[derive(Debug, Clone)]
 pub struct ImageFiles {
     paths: Vec<PathBuf>,
-    next: usize,
+    next: u64,
     what: String,
+    repeat: bool,
 }
 
 impl ImageFiles {
@@ -69,7 +70,15 @@ impl ImageFiles {
             paths,
             next: 0,
             what,
+            repeat: false,
         }
+    }
+
+    /// Starts again from the first file after the last, forever (frame numbers keep counting):
+    /// a stand-in camera for demos and tests of the live view.
+    pub fn repeating(mut self) -> Self {
+        self.repeat = true;
+        self
     }
 
     /// The image files in `dir` (by extension, not recursive), sorted by file name.
@@ -108,8 +117,13 @@ impl ImageFiles {
 
 impl FrameSource for ImageFiles {
     fn next_frame(&mut self) -> Option<Result<Frame, FailedFrame>> {
-        let path = self.paths.get(self.next)?;
-        let index = self.next as u64;
+        let index = self.next;
+        let at = if self.repeat && !self.paths.is_empty() {
+            index % self.paths.len() as u64
+        } else {
+            index
+        };
+        let path = self.paths.get(usize::try_from(at).ok()?)?;
         self.next += 1;
         let timestamp_ms = now_ms();
         let source = path.display().to_string();
@@ -134,7 +148,7 @@ impl FrameSource for ImageFiles {
     }
 
     fn len_hint(&self) -> Option<u64> {
-        Some(self.paths.len() as u64)
+        (!self.repeat).then_some(self.paths.len() as u64)
     }
 
     fn describe(&self) -> String {

@@ -1,0 +1,220 @@
+//! The kiosk view end to end: the real binary serves a looping file source, headless Chromium
+//! (Debian's `chromium`) loads the page, and the screenshot must show a face box and the DOM a
+//! label. The screenshot is kept as an artefact: target/tmp/kiosk.png.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::util::fixture;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// edge-fer serving on a free loopback port; killed (SIGTERM) on drop.
+struct Serving {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Serving {
+    fn start() -> Serving {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-fer"))
+            .args(["--image"])
+            .arg(fixture("grace_hopper_512x512.jpg"))
+            .args(["--loop", "--serve", "127.0.0.1:0"])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("edge-fer: kiosk view on http://")
+            .and_then(|rest| rest.strip_suffix('/'))
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .unwrap();
+        // Keep draining stderr so the child never blocks on it.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let serving = Serving { child, addr };
+        // Wait for the first result.
+        for _ in 0..100 {
+            if get(serving.addr, "/latest").0 == 200 {
+                return serving;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no result published within 10 s");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        terminate(&self.child);
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn terminate(child: &Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+/// A minimal HTTP/1.1 request; returns the status code and the body.
+fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = match response.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(at) => response[at + 4..].to_vec(),
+        None => Vec::new(),
+    };
+    (status, body)
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    request(addr, "GET", path)
+}
+
+fn chromium(args: &[&str], url: &str) -> std::process::Output {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: ./test installs Debian's chromium for this test"
+    );
+    let profile = tempfile::tempdir().unwrap();
+    Command::new("timeout")
+        .arg("60")
+        .arg(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=900,700",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_page_shows_a_face_box_and_a_label_in_headless_chromium() {
+    let serving = Serving::start();
+
+    let artefact = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kiosk.png");
+    let _ = std::fs::remove_file(&artefact);
+    let shot = chromium(
+        &[&format!("--screenshot={}", artefact.display())],
+        &serving.url("/"),
+    );
+    assert!(
+        artefact.is_file(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    eprintln!("kiosk screenshot: {}", artefact.display());
+    // The box and its label background are drawn in #33ff33; the fixture photo has no such
+    // green, so a good number of those pixels means a box was drawn.
+    let png = image::open(&artefact).unwrap().to_rgb8();
+    let green = png
+        .pixels()
+        .filter(|p| p[1] > 220 && p[0] < 110 && p[2] < 110)
+        .count();
+    assert!(
+        green > 500,
+        "only {green} box-coloured pixels in the screenshot"
+    );
+
+    let dom = chromium(&["--dump-dom"], &serving.url("/"));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let labels = [
+        "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
+    ];
+    assert!(
+        labels
+            .iter()
+            .any(|l| dom.contains(&format!("<span class=\"label\">{l}</span>"))),
+        "no label in the page: {dom}"
+    );
+    assert!(dom.contains("track 1"), "{dom}");
+
+    let status = serving.stop();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn the_server_answers_its_own_routes_only() {
+    let serving = Serving::start();
+    let addr = serving.addr;
+    assert!(addr.ip().is_loopback());
+
+    let (status, body) = get(addr, "/latest");
+    assert_eq!(status, 200);
+    let latest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(latest["faces"].as_array().unwrap().len(), 1);
+
+    let (status, body) = get(addr, "/frame.jpg");
+    assert_eq!(status, 200);
+    assert_eq!(image::load_from_memory(&body).unwrap().width(), 512);
+
+    // Server-Sent Events: a data line that is one of edge-fer's JSON results.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET /events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let data = loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended");
+        if let Some(json) = line.strip_prefix("data: ") {
+            break json.to_string();
+        }
+    };
+    let event: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert!(event["frame"].is_u64());
+
+    assert_eq!(get(addr, "/nothing-here").0, 404);
+    assert_eq!(get(addr, "/../../etc/passwd").0, 404);
+    assert_eq!(request(addr, "POST", "/latest").0, 405);
+    assert_eq!(request(addr, "DELETE", "/").0, 405);
+    assert_eq!(serving.stop().code(), Some(0));
+}
