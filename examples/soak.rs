@@ -7,7 +7,7 @@
 //!                                        [--aligned] [--csv rss.csv]
 //! ```
 //!
-//! Frames: the four fixture photos fitted into `--size` frames and JPEG-encoded once; every frame
+//! Frames: the four fixture photos scaled and cropped to fill `--size` frames, JPEG-encoded once; every frame
 //! is decoded again from its bytes, so decoding, detection, landmarks, alignment, classification
 //! and JSON output all run per frame (`--aligned` skips detection). The output is counted and
 //! discarded. RSS (`VmRSS`) is read every `--every` frames; after a warm-up (the first 10% of the
@@ -261,8 +261,8 @@ fn least_squares_slope(xs: &[f64], ys: &[f64]) -> f64 {
     }
 }
 
-/// The fixture photos, each fitted into a `width` x `height` frame (aspect kept, black borders),
-/// JPEG-encoded.
+/// The fixture photos, each scaled to cover a `width` x `height` frame and cropped to it (as a
+/// kiosk camera frames a person standing in front of it), JPEG-encoded.
 fn frames(width: u32, height: u32) -> Vec<Vec<u8>> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     [
@@ -274,19 +274,15 @@ fn frames(width: u32, height: u32) -> Vec<Vec<u8>> {
     .iter()
     .map(|name| {
         let img = image::open(fixtures.join(name)).expect("fixture").to_rgb8();
-        let scale = (width as f32 / img.width() as f32).min(height as f32 / img.height() as f32);
+        let scale = (width as f32 / img.width() as f32).max(height as f32 / img.height() as f32);
         let (w, h) = (
-            ((img.width() as f32 * scale) as u32).max(1),
-            ((img.height() as f32 * scale) as u32).max(1),
+            ((img.width() as f32 * scale).ceil() as u32).max(width),
+            ((img.height() as f32 * scale).ceil() as u32).max(height),
         );
-        let small = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
-        let mut frame = image::RgbImage::new(width, height);
-        image::imageops::overlay(
-            &mut frame,
-            &small,
-            i64::from((width - w) / 2),
-            i64::from((height - h) / 2),
-        );
+        let big = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
+        let frame =
+            image::imageops::crop_imm(&big, (w - width) / 2, (h - height) / 2, width, height)
+                .to_image();
         let mut bytes = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
             .encode_image(&frame)

@@ -1,5 +1,6 @@
 //! Integration tests on real photographs, the real dlib models and the shipped ONNX model.
 //!
+//! - `fuzz_corpus`: the fuzzers' seeds, corpus and crash reproducers replayed.
 //! - `kiosk`: the web view served by the binary, checked in headless Chromium.
 //! - `faces`: detection and landmarks through the library.
 //! - `model`: the shipped model under tract against its onnxruntime reference, and card checks.
@@ -11,6 +12,7 @@
 mod camera_loss;
 mod cli;
 mod faces;
+mod fuzz_corpus;
 mod kiosk;
 mod model;
 mod pipeline;

@@ -13,6 +13,7 @@ pub mod ferplus;
 pub mod folder;
 pub mod noise;
 pub mod rafdb;
+pub mod replay;
 pub mod sampler;
 pub mod synthetic;
 
