@@ -218,3 +218,37 @@ fn the_server_answers_its_own_routes_only() {
     assert_eq!(request(addr, "DELETE", "/").0, 405);
     assert_eq!(serving.stop().code(), Some(0));
 }
+
+#[test]
+fn stalled_clients_neither_stall_the_pipeline_nor_pass_the_limits() {
+    let serving = Serving::start();
+    let addr = serving.addr;
+    let frame = || -> u64 {
+        let (_, body) = get(addr, "/latest");
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["frame"]
+            .as_u64()
+            .unwrap()
+    };
+    // As many frame streams as allowed, from clients that never read a byte.
+    let stalled: Vec<TcpStream> = (0..edge_fer::serve::MAX_STREAMS)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            write!(s, "GET /stream.mjpg HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // One stream more is refused; plain requests are still answered.
+    let (status, body) = get(addr, "/stream.mjpg");
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    // The pipeline goes on while they stall: the latest frame keeps advancing.
+    let before = frame();
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = frame();
+    assert!(
+        after > before,
+        "frame {before} then {after}: the pipeline stalled"
+    );
+    drop(stalled);
+    assert_eq!(serving.stop().code(), Some(0));
+}

@@ -9,7 +9,8 @@
 //! - `/latest`: the most recent result as JSON.
 //!
 //! The pipeline never waits for the server: it replaces the latest snapshot (a `watch` channel:
-//! one slot per client), so a slow or vanished client misses frames, alone. JPEGs are encoded only
+//! one slot per client), so a slow or vanished client misses frames, alone. At most
+//! [`MAX_CONNECTIONS`] connections are open and [`MAX_STREAMS`] of them streaming at once. JPEGs are encoded only
 //! while someone has asked for them in the last few seconds, at most `max_fps` a second. Tokio runs
 //! on the server's own thread; the pipeline's threads stay plain.
 
@@ -36,6 +37,9 @@ const PAGE: &str = include_str!("index.html");
 
 /// Streaming clients (MJPEG + SSE) served at once; more get 503.
 pub const MAX_STREAMS: usize = 32;
+
+/// Open connections at once; further ones wait in the kernel's accept queue until one closes.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// JPEGs are encoded while a client asked for frames this recently.
 const VIEWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -176,7 +180,10 @@ impl Server {
             .spawn(move || {
                 runtime.block_on(async move {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
+                        Ok(l) => LimitedListener {
+                            inner: l,
+                            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                        },
                         Err(e) => {
                             tracing::error!("web view: {e}");
                             return;
@@ -371,4 +378,86 @@ fn mjpeg_parts(
             }
         },
     )
+}
+
+/// A TCP listener that holds at most [`MAX_CONNECTIONS`] connections open: a crowd of clients
+/// (or one misbehaving program) cannot take unbounded sockets, memory or tasks.
+struct LimitedListener {
+    inner: tokio::net::TcpListener,
+    slots: Arc<Semaphore>,
+}
+
+/// A connection holding one of the listener's slots until it closes.
+struct Limited {
+    stream: tokio::net::TcpStream,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = Limited;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Limited, SocketAddr) {
+        let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
+            // The semaphore is never closed; park rather than spin if it were.
+            return std::future::pending().await;
+        };
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (
+                        Limited {
+                            stream,
+                            _slot: slot,
+                        },
+                        addr,
+                    );
+                }
+                // Out of file descriptors and the like: wait a little instead of spinning.
+                Err(e) => {
+                    tracing::warn!("web view: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for Limited {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Limited {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
