@@ -75,6 +75,39 @@ fn main() {
         widths.push((width, median_ms(&mut took), found));
     }
 
+    // Smallest face found at each detection width: Grace Hopper's portrait scaled so her face
+    // (215 px wide in the 512 px photo) is `px` wide, centred in a grey 640x480 frame.
+    let portrait = image::open(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grace_hopper_512x512.jpg"),
+    )
+    .expect("fixture")
+    .to_rgb8();
+    let sizes = [60u32, 70, 80, 90, 100, 110, 120, 140, 160, 200];
+    let mut smallest = Vec::new();
+    for width in [0u32, 480, 400, 320] {
+        let found: Vec<bool> = sizes
+            .iter()
+            .map(|&px| {
+                let side = 512 * px / 215;
+                let photo = image::imageops::resize(
+                    &portrait,
+                    side,
+                    side,
+                    image::imageops::FilterType::Triangle,
+                );
+                let mut frame = image::RgbImage::from_pixel(640, 480, image::Rgb([90, 90, 90]));
+                image::imageops::overlay(
+                    &mut frame,
+                    &photo,
+                    (640 - i64::from(side)) / 2,
+                    (480 - i64::from(side)) / 2,
+                );
+                !finder.find_downscaled(&frame, width).0.is_empty()
+            })
+            .collect();
+        smallest.push((width, found));
+    }
+
     // A moving face: the one-face case tracking is for.
     let moving = make_moving(dir.path());
     let mut runs = Vec::new();
@@ -163,6 +196,19 @@ fn main() {
             width.to_string()
         };
         println!("  {label:<10} {ms:>8.2} ms  faces {found:?}");
+    }
+    println!("face found, by face width in a 640x480 frame ({sizes:?} px):");
+    for (width, found) in &smallest {
+        let label = if *width == 0 {
+            "full (640)".to_string()
+        } else {
+            width.to_string()
+        };
+        let marks: Vec<&str> = found
+            .iter()
+            .map(|&f| if f { "yes" } else { "no" })
+            .collect();
+        println!("  {label:<10} {}", marks.join(" "));
     }
     println!(
         "one moving face, {} frames at 640x480, threaded pipeline:",

@@ -193,6 +193,16 @@ impl FaceFinder {
     pub fn find_timed(&self, frame: &RgbImage) -> (Vec<Face>, StageTimes) {
         // Largest first, and only those we keep get landmarks.
         let (boxes, detect) = self.detect_only(frame);
+        self.with_landmarks(frame, boxes, detect)
+    }
+
+    /// The 68 landmarks fitted in each box, at full resolution.
+    fn with_landmarks(
+        &self,
+        frame: &RgbImage,
+        boxes: Vec<FaceBox>,
+        detect: Duration,
+    ) -> (Vec<Face>, StageTimes) {
         let start = Instant::now();
         let faces = boxes
             .into_iter()
@@ -240,19 +250,7 @@ impl FaceFinder {
                 bottom: up(b.bottom + 1).min(i64::from(h)) - 1,
             })
             .collect();
-        let detected = Instant::now();
-        let faces = boxes
-            .into_iter()
-            .map(|bbox| Face {
-                bbox,
-                landmarks: self.landmarks_in(frame, bbox),
-            })
-            .collect();
-        let times = StageTimes {
-            detect: detected - start,
-            landmarks: detected.elapsed(),
-        };
-        (faces, times)
+        self.with_landmarks(frame, boxes, start.elapsed())
     }
 
     /// Boxes only, largest first, at most `max_faces`.

@@ -3,7 +3,6 @@
 //! none here); the pipeline, the models and the reconnection logic are the real ones.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use edge_fer::capture::{decode_image, Backoff, FailedFrame, Reconnecting};
 use edge_fer::pipeline::{self, PipelineConfig};
 use edge_fer::{Classifier, Error, FaceFinder, FaceFinderConfig, Frame, FrameSource};
 
-use crate::util::fixture;
+use crate::util::{fixture, Captured};
 
 /// One connection to the stand-in camera: `left` frames of the same photo, then the device is
 /// gone (the source ends, as `CameraSource` does after repeated read failures).
@@ -47,19 +46,6 @@ fn unplugged() -> Error {
     Error::Camera {
         index: 0,
         reason: "No such device (os error 19)".into(),
-    }
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -121,11 +107,7 @@ fn a_lost_camera_is_reopened_with_backoff_and_the_run_goes_on() {
     // Doubling, capped at 3 ms, and back to 1 ms after a successful reopen.
     assert_eq!(camera.waits(), ms(&[1, 2, 1, 2, 3]));
 
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = out.lines();
     // A live source may drop a stale frame when detection is busy; those that arrive are in
     // order, numbered across reconnections, and each has its face.
     let frames: Vec<u64> = lines.iter().map(|l| l["frame"].as_u64().unwrap()).collect();

@@ -291,20 +291,26 @@ fn absent_camera_names_what_was_found_and_suggests_files() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-#[test]
-fn closed_output_pipe_ends_the_run_quietly() {
-    use std::io::BufRead;
+/// edge-fer started on `copies` copies of a portrait, stdout and stderr piped.
+fn spawn_on_copies(copies: usize) -> std::process::Child {
     use std::process::{Command, Stdio};
-    // As in `edge-fer --image ... | head -1`: read one line, then close the pipe.
     let img = fixture("grace_hopper_512x512.jpg");
     let mut args = vec!["--image".to_string()];
-    args.extend(std::iter::repeat_n(img.display().to_string(), 40));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-fer"))
+    args.extend(std::iter::repeat_n(img.display().to_string(), copies));
+    Command::new(env!("CARGO_BIN_EXE_edge-fer"))
         .args(&args)
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn closed_output_pipe_ends_the_run_quietly() {
+    use std::io::BufRead;
+    // As in `edge-fer --image ... | head -1`: read one line, then close the pipe.
+    let mut child = spawn_on_copies(40);
     let mut first = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
@@ -318,17 +324,9 @@ fn closed_output_pipe_ends_the_run_quietly() {
 #[test]
 fn sigterm_mid_run_drains_flushes_and_exits_zero() {
     use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let img = fixture("grace_hopper_512x512.jpg");
+    use std::process::Command;
     let total = 400;
-    let mut args = vec!["--image".to_string()];
-    args.extend(std::iter::repeat_n(img.display().to_string(), total));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-fer"))
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_on_copies(total);
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut lines = Vec::new();
     for _ in 0..3 {

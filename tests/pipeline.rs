@@ -1,14 +1,11 @@
 //! The threaded pipeline through the library, with real models: live sources drop stale frames,
 //! file sources keep every frame.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use edge_fer::capture::{decode_image, FailedFrame, ImageFiles};
 use edge_fer::pipeline::{self, PipelineConfig};
 use edge_fer::{Classifier, FaceFinder, FaceFinderConfig, Frame, FrameSource};
 
-use crate::util::fixture;
+use crate::util::{fixture, Captured};
 
 /// Stands in for a camera: delivers the same photo as fast as it is asked, flagged live.
 struct FloodingCamera {
@@ -35,34 +32,6 @@ impl FrameSource for FloodingCamera {
     }
     fn describe(&self) -> String {
         "flooding test camera".into()
-    }
-}
-
-/// Collects what the pipeline writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn frames(&self) -> Vec<u64> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["frame"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect()
     }
 }
 
