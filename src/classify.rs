@@ -1,10 +1,11 @@
 //! Expression classification of aligned faces with tract.
 //!
 //! [`Classifier`] loads an ONNX model and its [`ModelCard`], checks the file's sha256 and that the
-//! graph's input/output names and shapes agree with the card, then optimises the graph once with a
-//! symbolic batch axis `N`, so one plan runs the faces of a frame together. Pixels become input
+//! graph's input/output names and shapes agree with the card (with a symbolic batch axis `N`),
+//! then optimises it once for a single image, the plan a frame's faces run on one after the other. Pixels become input
 //! values through [`normalise_into`], which training uses too.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -144,6 +145,10 @@ pub fn normalise_into(
 pub struct Classifier {
     card: ModelCard,
     card_path: PathBuf,
+    /// The model planned for one image. tract picks kernels and packs weights for known shapes
+    /// only: this plan runs a face in 1.9 ms where the symbolic-batch plan took 10 ms, and it
+    /// also beats fixed batches of 2 and 4 per face (BENCHMARKS.md, "Classifier alone"), so a
+    /// frame's faces run one after the other on it.
     plan: Arc<TypedRunnableModel>,
 }
 
@@ -290,7 +295,10 @@ impl Classifier {
         model
             .set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))
             .map_err(load_err)?;
-        let typed = model.into_optimized().map_err(load_err)?;
+        let typed = model
+            .into_typed()
+            .and_then(|m| m.into_decluttered())
+            .map_err(load_err)?;
         let out_shape = typed.output_fact(0).map_err(load_err)?.shape.to_tvec();
         let classes = out_shape.last().and_then(|d| d.to_usize().ok());
         if out_shape.len() != 2 || classes != Some(card.labels.len()) {
@@ -300,7 +308,12 @@ impl Classifier {
                 format!("{out_shape:?}"),
             ));
         }
-        let plan = typed.into_runnable().map_err(load_err)?;
+        let one = HashMap::from([(batch, 1.to_dim())]);
+        let plan = typed
+            .set_symbols(&one)
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(load_err)?;
         Ok(Classifier {
             card,
             card_path: card_path.to_path_buf(),
@@ -368,10 +381,15 @@ impl Classifier {
             )));
         }
         let infer = |e: TractError| Error::Inference(format!("{e:#}"));
-        let tensor = Tensor::from_shape(&shape, input).map_err(infer)?;
-        let out = self.plan.run(tvec!(tensor.into())).map_err(infer)?;
-        let view = out[0].to_plain_array_view::<f32>().map_err(infer)?;
-        Ok(view.iter().copied().collect())
+        shape[0] = 1;
+        let mut values = Vec::with_capacity(batch * self.card.labels.len());
+        for image in input.chunks(input.len() / batch.max(1)) {
+            let tensor = Tensor::from_shape(&shape, image).map_err(infer)?;
+            let out = self.plan.run(tvec!(tensor.into())).map_err(infer)?;
+            let view = out[0].to_plain_array_view::<f32>().map_err(infer)?;
+            values.extend(view.iter().copied());
+        }
+        Ok(values)
     }
 }
 

@@ -3,22 +3,18 @@
 //! come back as an error result.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use edge_fer::capture::decode_image_bytes;
 use edge_fer::output::{write_result, Format};
 use edge_fer::pipeline::process_frame;
 use edge_fer::{Classifier, FaceFinder, FaceFinderConfig, Frame};
 use libfuzzer_sys::fuzz_target;
 
-fn models() -> &'static (FaceFinder, Classifier) {
-    static MODELS: OnceLock<(FaceFinder, Classifier)> = OnceLock::new();
-    MODELS.get_or_init(|| {
-        (
-            FaceFinder::load(&FaceFinderConfig::default()).expect("dlib models (run ./setup)"),
-            Classifier::builtin().expect("built-in model"),
-        )
-    })
+thread_local! {
+    // libFuzzer runs the target on one thread; dlib's detector is not Sync.
+    static MODELS: (FaceFinder, Classifier) = (
+        FaceFinder::load(&FaceFinderConfig::default()).expect("dlib models (run ./setup)"),
+        Classifier::builtin().expect("built-in model"),
+    );
 }
 
 fuzz_target!(|bytes: &[u8]| {
@@ -29,14 +25,13 @@ fuzz_target!(|bytes: &[u8]| {
     if u64::from(rgb.width()) * u64::from(rgb.height()) > 1 << 20 {
         return;
     }
-    let (finder, classifier) = models();
     let frame = Frame {
         rgb,
         index: 0,
         timestamp_ms: 0,
         source: "fuzz".into(),
     };
-    let result = process_frame(Some(finder), classifier, frame);
+    let result = MODELS.with(|(finder, classifier)| process_frame(Some(finder), classifier, frame));
     let mut line = Vec::new();
     write_result(&mut line, &result, Format::Json).expect("writing to memory");
     assert!(line.ends_with(b"\n"));

@@ -11,7 +11,9 @@ fuzz_target!(|bytes: &[u8]| {
     let text = String::from_utf8_lossy(bytes);
     if let Ok(card) = ModelCard::from_json(&text, Path::new("fuzz/model.json")) {
         assert!(!card.labels.is_empty());
-        let _ = card.alignment.template_px(card.input.width, card.input.height);
+        let _ = card
+            .alignment
+            .template_px(card.input.width, card.input.height);
         let _ = card.model_path(Path::new("fuzz/model.json"));
     }
 });
