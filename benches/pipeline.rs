@@ -15,12 +15,14 @@ use edge_fer::pipeline::{self, PipelineConfig};
 use edge_fer::track::TrackConfig;
 use edge_fer::{AlignedFace, Classifier, FaceFinder, FaceFinderConfig};
 
+mod common;
+
 const ROUNDS: usize = 15;
 const MOVING_FRAMES: usize = 150;
 
 fn main() {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let frames = make_frames(dir.path());
+    let frames = common::frames_640x480(dir.path());
     let finder = FaceFinder::load(&FaceFinderConfig::default()).expect("dlib models");
     let classifier = Classifier::builtin().expect("built-in model");
 
@@ -170,7 +172,7 @@ fn main() {
         "edge-fer pipeline benchmark: {} fixture frames at 640x480 x {ROUNDS} rounds",
         frames.len()
     );
-    println!("machine: {}", machine());
+    println!("machine: {}", common::machine());
     println!("faces per frame: {per_frame:?} (astronaut, Grace Hopper, Biden, landscape)");
     println!("stage medians (one thread, {faces_seen} faces):");
     for (name, times) in [
@@ -222,7 +224,10 @@ fn main() {
         );
         println!("    {report}");
     }
-    println!("peak RSS: {:.1} MiB", peak_rss_kib() as f64 / 1024.0);
+    println!(
+        "peak RSS: {:.1} MiB",
+        common::status_kib("VmHWM:") as f64 / 1024.0
+    );
 }
 
 /// One portrait (Grace Hopper, face ~190 px) drifting across a 640x480 frame, 2 px right and
@@ -244,70 +249,10 @@ fn make_moving(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The fixtures fitted (aspect kept, centred on black) into 640x480 JPEG frames.
-fn make_frames(dir: &Path) -> Vec<PathBuf> {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    [
-        "astronaut.png",
-        "grace_hopper_512x512.jpg",
-        "biden.jpg",
-        "640px-IceBlockNearJoekullsarlon.jpg",
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, name)| {
-        let img = image::open(fixtures.join(name)).expect("fixture").to_rgb8();
-        let scale = (640.0 / img.width() as f32).min(480.0 / img.height() as f32);
-        let (w, h) = (
-            (img.width() as f32 * scale) as u32,
-            (img.height() as f32 * scale) as u32,
-        );
-        let resized = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
-        let mut frame = image::RgbImage::new(640, 480);
-        image::imageops::replace(
-            &mut frame,
-            &resized,
-            ((640 - w) / 2) as i64,
-            ((480 - h) / 2) as i64,
-        );
-        let path = dir.join(format!("frame_{i}.jpg"));
-        frame.save(&path).expect("write frame");
-        path
-    })
-    .collect()
-}
-
 fn median_ms(times: &mut [Duration]) -> f64 {
     if times.is_empty() {
         return f64::NAN;
     }
     times.sort();
     times[times.len() / 2].as_secs_f64() * 1e3
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    format!("{cpu}, {cores} cores available, {}", std::env::consts::ARCH)
 }

@@ -10,7 +10,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +19,9 @@ use edge_fer::pipeline::{self, PipelineConfig};
 use edge_fer::serve::{Hub, Server};
 use edge_fer::track::TrackConfig;
 use edge_fer::{Classifier, FaceFinder, FaceFinderConfig};
+
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 fn main() {
     let mut clients = 60usize;
@@ -39,7 +41,7 @@ fn main() {
     let phase = Duration::from_secs(seconds);
 
     let dir = tempfile::tempdir().expect("temporary folder");
-    let frames = make_frames(dir.path());
+    let frames = common::frames_640x480(dir.path());
     let hub = Hub::new(15);
     let server = Server::start("127.0.0.1:0".parse().unwrap(), hub.clone()).expect("server");
     let addr = server.addr();
@@ -166,37 +168,4 @@ fn client(
             Err(_) => {}
         }
     }
-}
-
-/// The fixtures fitted (aspect kept, centred on black) into 640x480 JPEG frames.
-fn make_frames(dir: &Path) -> Vec<PathBuf> {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    [
-        "astronaut.png",
-        "grace_hopper_512x512.jpg",
-        "biden.jpg",
-        "640px-IceBlockNearJoekullsarlon.jpg",
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, name)| {
-        let img = image::open(fixtures.join(name)).expect("fixture").to_rgb8();
-        let scale = (640.0 / img.width() as f32).min(480.0 / img.height() as f32);
-        let (w, h) = (
-            (img.width() as f32 * scale) as u32,
-            (img.height() as f32 * scale) as u32,
-        );
-        let small = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
-        let mut frame = image::RgbImage::new(640, 480);
-        image::imageops::overlay(
-            &mut frame,
-            &small,
-            i64::from((640 - w) / 2),
-            i64::from((480 - h) / 2),
-        );
-        let path = dir.join(format!("frame-{i}.jpg"));
-        frame.save(&path).expect("writing a frame");
-        path
-    })
-    .collect()
 }

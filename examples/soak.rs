@@ -15,7 +15,6 @@
 //! frames. "flat" means the fitted growth over the whole post-warm-up run is under 1 MiB.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -24,6 +23,9 @@ use edge_fer::capture::{decode_image_bytes, FailedFrame};
 use edge_fer::pipeline::{self, PipelineConfig};
 use edge_fer::{Classifier, FaceFinder, FaceFinderConfig, Frame, FrameSource};
 use indicatif::{ProgressBar, ProgressStyle};
+
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 struct Options {
     frames: u64,
@@ -243,7 +245,7 @@ fn report(o: &Options, stats: &pipeline::Stats, out: &Counting, samples: &[Sampl
         o.frames - warm,
         if (slope * span).abs() < 1024.0 { "flat" } else { "NOT flat" }
     );
-    println!("machine: {}", machine());
+    println!("machine: {}", common::machine());
 }
 
 fn least_squares_slope(xs: &[f64], ys: &[f64]) -> f64 {
@@ -264,60 +266,29 @@ fn least_squares_slope(xs: &[f64], ys: &[f64]) -> f64 {
 /// The fixture photos, each scaled to cover a `width` x `height` frame and cropped to it (as a
 /// kiosk camera frames a person standing in front of it), JPEG-encoded.
 fn frames(width: u32, height: u32) -> Vec<Vec<u8>> {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    [
-        "astronaut.png",
-        "grace_hopper_512x512.jpg",
-        "biden.jpg",
-        "640px-IceBlockNearJoekullsarlon.jpg",
-    ]
-    .iter()
-    .map(|name| {
-        let img = image::open(fixtures.join(name)).expect("fixture").to_rgb8();
-        let scale = (width as f32 / img.width() as f32).max(height as f32 / img.height() as f32);
-        let (w, h) = (
-            ((img.width() as f32 * scale).ceil() as u32).max(width),
-            ((img.height() as f32 * scale).ceil() as u32).max(height),
-        );
-        let big = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
-        let frame =
-            image::imageops::crop_imm(&big, (w - width) / 2, (h - height) / 2, width, height)
-                .to_image();
-        let mut bytes = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
-            .encode_image(&frame)
-            .expect("JPEG encoding");
-        bytes
-    })
-    .collect()
+    common::PHOTOS
+        .iter()
+        .map(|name| {
+            let img = common::photo(name);
+            let scale =
+                (width as f32 / img.width() as f32).max(height as f32 / img.height() as f32);
+            let (w, h) = (
+                ((img.width() as f32 * scale).ceil() as u32).max(width),
+                ((img.height() as f32 * scale).ceil() as u32).max(height),
+            );
+            let big = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
+            let frame =
+                image::imageops::crop_imm(&big, (w - width) / 2, (h - height) / 2, width, height)
+                    .to_image();
+            let mut bytes = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+                .encode_image(&frame)
+                .expect("JPEG encoding");
+            bytes
+        })
+        .collect()
 }
 
 fn rss_kib() -> u64 {
-    status_field("VmRSS:")
-}
-
-fn status_field(name: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores available, {}", std::env::consts::ARCH)
+    common::status_kib("VmRSS:")
 }
