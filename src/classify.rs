@@ -2,8 +2,8 @@
 //!
 //! [`Classifier`] loads an ONNX model and its [`ModelCard`], checks the file's sha256 and that the
 //! graph's input/output names and shapes agree with the card (with a symbolic batch axis `N`),
-//! then optimises it once for a single image, the plan a frame's faces run on one after the other. Pixels become input
-//! values through [`normalise_into`], which training uses too.
+//! then optimises it once for a single image, the plan a frame's faces run on one after the
+//! other. Pixels become input values through [`normalise_into`], which training uses too.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -204,12 +204,11 @@ impl FaceFinder {
         detect: Duration,
     ) -> (Vec<Face>, StageTimes) {
         let start = Instant::now();
+        let landmarks = self.landmarks_in_boxes(frame, &boxes);
         let faces = boxes
             .into_iter()
-            .map(|bbox| Face {
-                bbox,
-                landmarks: self.landmarks_in(frame, bbox),
-            })
+            .zip(landmarks)
+            .map(|(bbox, landmarks)| Face { bbox, landmarks })
             .collect();
         let times = StageTimes {
             detect,
@@ -256,12 +255,9 @@ impl FaceFinder {
     /// Boxes only, largest first, at most `max_faces`.
     fn detect_only(&self, frame: &RgbImage) -> (Vec<FaceBox>, Duration) {
         let start = Instant::now();
-        let (w, h) = frame.dimensions();
-        if w == 0 || h == 0 {
+        let Some(matrix) = dlib_image(frame) else {
             return (Vec::new(), Duration::ZERO);
-        }
-        // SAFETY: as in find_timed.
-        let matrix = unsafe { ImageMatrix::new(w as usize, h as usize, frame.as_raw().as_ptr()) };
+        };
         let mut boxes: Vec<FaceBox> = match &self.detector {
             Detector::Hog(d) => d.face_locations(&matrix),
             Detector::Cnn(d) => d.face_locations(&matrix),
@@ -277,26 +273,45 @@ impl FaceFinder {
     /// Fits the 68 landmarks inside a given box, without detecting: for faces whose box is
     /// already known (a dataset's annotation, an aligned crop, a tracked face).
     pub fn landmarks_in(&self, frame: &RgbImage, bbox: FaceBox) -> Landmarks {
-        let (w, h) = frame.dimensions();
-        let mut points = [[0.0f32; 2]; 68];
-        if w == 0 || h == 0 {
-            return Landmarks(points);
-        }
-        // SAFETY: as in find_timed.
-        let matrix = unsafe { ImageMatrix::new(w as usize, h as usize, frame.as_raw().as_ptr()) };
-        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
-        let rect = dlib_face_recognition::Rectangle {
-            left: bbox.left as _,
-            top: bbox.top as _,
-            right: bbox.right as _,
-            bottom: bbox.bottom as _,
-        };
-        let shape = self.predictor.face_landmarks(&matrix, &rect);
-        for (dst, p) in points.iter_mut().zip(shape.iter()) {
-            *dst = [p.x() as f32, p.y() as f32];
-        }
-        Landmarks(points)
+        self.landmarks_in_boxes(frame, &[bbox])[0]
     }
+
+    /// As [`FaceFinder::landmarks_in`] for several boxes, copying the frame into dlib's image type
+    /// once for all of them (the copy costs about as much as a fit).
+    pub fn landmarks_in_boxes(&self, frame: &RgbImage, boxes: &[FaceBox]) -> Vec<Landmarks> {
+        let Some(matrix) = dlib_image(frame) else {
+            return vec![Landmarks([[0.0; 2]; 68]); boxes.len()];
+        };
+        boxes
+            .iter()
+            .map(|bbox| {
+                #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+                let rect = dlib_face_recognition::Rectangle {
+                    left: bbox.left as _,
+                    top: bbox.top as _,
+                    right: bbox.right as _,
+                    bottom: bbox.bottom as _,
+                };
+                let shape = self.predictor.face_landmarks(&matrix, &rect);
+                let mut points = [[0.0f32; 2]; 68];
+                for (dst, p) in points.iter_mut().zip(shape.iter()) {
+                    *dst = [p.x() as f32, p.y() as f32];
+                }
+                Landmarks(points)
+            })
+            .collect()
+    }
+}
+
+/// A copy of `frame` in dlib's image type; `None` for an empty frame.
+fn dlib_image(frame: &RgbImage) -> Option<ImageMatrix> {
+    let (w, h) = frame.dimensions();
+    if w == 0 || h == 0 {
+        return None;
+    }
+    // SAFETY: `frame` is a packed RGB8 buffer of exactly w * h * 3 bytes, which is what
+    // ImageMatrix::new reads; it copies the pixels, so the borrow ends with the call.
+    Some(unsafe { ImageMatrix::new(w as usize, h as usize, frame.as_raw().as_ptr()) })
 }
 
 /// Time spent in each part of [`FaceFinder::find_timed`].

@@ -105,10 +105,17 @@ impl Tracker {
     /// Re-fits every track's landmarks in its predicted box; `None` if any looks lost.
     fn follow(&mut self, finder: &FaceFinder, frame: &RgbImage) -> Option<Vec<TrackedFace>> {
         let (w, h) = frame.dimensions();
+        let predicted = self
+            .tracks
+            .iter()
+            .map(|t| predict_box(&t.face.landmarks, t.fit, w, h))
+            .collect::<Option<Vec<_>>>()?;
         let mut moved = Vec::with_capacity(self.tracks.len());
-        for track in &self.tracks {
-            let predicted = predict_box(&track.face.landmarks, track.fit, w, h)?;
-            let landmarks = finder.landmarks_in(frame, predicted);
+        for (track, landmarks) in self
+            .tracks
+            .iter()
+            .zip(finder.landmarks_in_boxes(frame, &predicted))
+        {
             if !plausible(&track.face.landmarks, &landmarks) {
                 return None;
             }
