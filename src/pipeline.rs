@@ -249,12 +249,13 @@ fn classify_stage(
     for item in rx {
         let finished = match item {
             Ok(detected) => {
-                let pixels = hub
-                    .is_some_and(Hub::wants_frame)
-                    .then(|| detected.frame.rgb.clone());
                 let result = times
                     .classify
-                    .time(|| classify_frame(classifier, detected, smoother.as_mut()));
+                    .time(|| classify_frame(classifier, &detected, smoother.as_mut()));
+                // The frame itself is done with here: hand its pixels on rather than copy them.
+                let pixels = hub
+                    .is_some_and(Hub::wants_frame)
+                    .then_some(detected.frame.rgb);
                 (result, pixels)
             }
             Err(failed) => (
@@ -282,13 +283,13 @@ pub fn process_frame(
     frame: Frame,
 ) -> FrameResult {
     let faces = finder.map(|f| Tracker::new(TrackConfig::default()).update(f, &frame.rgb).0);
-    classify_frame(classifier, Detected { frame, faces }, None)
+    classify_frame(classifier, &Detected { frame, faces }, None)
 }
 
 /// Aligns and classifies one frame's faces in one batch; smooths tracked faces' probabilities.
 fn classify_frame(
     classifier: &Classifier,
-    detected: Detected,
+    detected: &Detected,
     smoother: Option<&mut Smoother>,
 ) -> FrameResult {
     let Detected { frame, faces } = detected;
@@ -302,7 +303,7 @@ fn classify_frame(
                 match align(&frame.rgb, &face.landmarks, &card.alignment, &mut crop) {
                     Ok(_) => {
                         crops.push(AlignedFace(crop));
-                        kept.push((face.bbox, Some(face.landmarks), Some(track)));
+                        kept.push((face.bbox, Some(face.landmarks), Some(*track)));
                     }
                     Err(e) => {
                         tracing::warn!(source = %frame.source, frame = frame.index, "face skipped: {e}")
@@ -329,7 +330,7 @@ fn classify_frame(
     }
     let mut probs = match classifier.classify(&crops) {
         Ok(p) => p,
-        Err(e) => return failed_result(frame.source, frame.index, frame.timestamp_ms, &e),
+        Err(e) => return failed_result(frame.source.clone(), frame.index, frame.timestamp_ms, &e),
     };
     if let Some(smoother) = smoother {
         smoother.next_frame();
@@ -361,7 +362,7 @@ fn classify_frame(
         })
         .collect();
     FrameResult {
-        source: frame.source,
+        source: frame.source.clone(),
         frame: frame.index,
         timestamp_ms: frame.timestamp_ms,
         width: Some(frame.rgb.width()),
