@@ -17,7 +17,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -47,8 +47,6 @@ const VIEWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the pipeline last published.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// Increases with every publication.
-    pub seq: u64,
     /// The frame's result, as edge-fer's JSON line (without the newline).
     pub json: Option<Arc<str>>,
     /// The frame as JPEG, when a viewer wanted frames.
@@ -67,8 +65,9 @@ struct HubInner {
     /// When a client last asked for frames, ms since `epoch`.
     viewer_seen_ms: AtomicU64,
     epoch: Instant,
-    min_frame_gap: Duration,
-    last_jpeg: Mutex<Option<Instant>>,
+    min_frame_gap_ms: u64,
+    /// When the last JPEG was encoded, ms since `epoch` (0: never).
+    last_jpeg_ms: AtomicU64,
     streams: Arc<Semaphore>,
 }
 
@@ -81,8 +80,8 @@ impl Hub {
                 tx,
                 viewer_seen_ms: AtomicU64::new(0),
                 epoch: Instant::now(),
-                min_frame_gap: Duration::from_secs(1) / max_fps.max(1),
-                last_jpeg: Mutex::new(None),
+                min_frame_gap_ms: 1000 / u64::from(max_fps.max(1)),
+                last_jpeg_ms: AtomicU64::new(0),
                 streams: Arc::new(Semaphore::new(MAX_STREAMS)),
             }),
         }
@@ -100,16 +99,13 @@ impl Hub {
 
     /// Whether the next frame should be encoded: someone watches, and the rate allows it.
     pub fn wants_frame(&self) -> bool {
+        let now = self.now_ms();
         let seen = self.inner.viewer_seen_ms.load(Ordering::Relaxed);
-        if seen == 0 || self.now_ms().saturating_sub(seen) > VIEWER_TIMEOUT.as_millis() as u64 {
+        if seen == 0 || now.saturating_sub(seen) > VIEWER_TIMEOUT.as_millis() as u64 {
             return false;
         }
-        let last = self
-            .inner
-            .last_jpeg
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        last.is_none_or(|t| t.elapsed() >= self.inner.min_frame_gap)
+        let last = self.inner.last_jpeg_ms.load(Ordering::Relaxed);
+        last == 0 || now.saturating_sub(last) >= self.inner.min_frame_gap_ms
     }
 
     /// Publishes a result (its JSON line) and, when given, its frame; never blocks.
@@ -120,11 +116,8 @@ impl Hub {
                 .encode_image(rgb);
             match encoded {
                 Ok(()) => {
-                    *self
-                        .inner
-                        .last_jpeg
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                    let now = self.now_ms().max(1);
+                    self.inner.last_jpeg_ms.store(now, Ordering::Relaxed);
                     Some(Bytes::from(bytes))
                 }
                 Err(e) => {
@@ -134,7 +127,6 @@ impl Hub {
             }
         });
         self.inner.tx.send_modify(|s| {
-            s.seq += 1;
             s.json = Some(Arc::from(json));
             if jpeg.is_some() {
                 s.jpeg = jpeg;
@@ -306,23 +298,15 @@ async fn events(State(hub): State<Hub>) -> Response {
     };
     hub.viewer_seen();
     let rx = hub.subscribe();
-    let updates = stream::unfold(
-        (rx, hub, permit, 0u64),
-        |(mut rx, hub, permit, seen)| async move {
-            loop {
-                rx.changed().await.ok()?;
-                hub.viewer_seen();
-                let snap = rx.borrow_and_update().clone();
-                if snap.seq == seen {
-                    continue;
-                }
-                if let Some(json) = snap.json {
-                    let event = Event::default().data(json.as_ref());
-                    return Some((Ok::<_, Infallible>(event), (rx, hub, permit, snap.seq)));
-                }
-            }
-        },
-    );
+    // Every publication carries a result, so each change is one event; the stream ends with
+    // the pipeline (the sender is dropped).
+    let updates = stream::unfold((rx, hub, permit), |(mut rx, hub, permit)| async move {
+        rx.changed().await.ok()?;
+        hub.viewer_seen();
+        let json = rx.borrow_and_update().json.clone()?;
+        let event = Event::default().data(json.as_ref());
+        Some((Ok::<_, Infallible>(event), (rx, hub, permit)))
+    });
     Sse::new(updates)
         .keep_alive(KeepAlive::default())
         .into_response()
