@@ -223,7 +223,7 @@ impl FaceFinder {
     /// `detect_width` pixels wide (when the frame is wider): HOG's cost grows with the pixel
     /// count, so a 640-wide frame detected at 320 costs about a quarter. The boxes are scaled back
     /// and the landmarks are fitted in the full-resolution frame, so they lose no precision; faces
-    /// smaller than about 80 pixels at the detection scale are missed.
+    /// smaller than about 60 pixels at the detection scale are missed (measured: BENCHMARKS.md).
     pub fn find_downscaled(&self, frame: &RgbImage, detect_width: u32) -> (Vec<Face>, StageTimes) {
         let (w, h) = frame.dimensions();
         if detect_width == 0 || w <= detect_width || h == 0 {

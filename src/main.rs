@@ -91,7 +91,7 @@ struct Cli {
     detect_every: Option<u32>,
 
     /// Detect on a copy of the frame scaled down to this width (landmarks are still fitted at
-    /// full resolution); 0 detects at full resolution. Faces under ~80 px at this scale are
+    /// full resolution); 0 detects at full resolution. Faces under ~60 px at this scale are
     /// missed. Default: 480 for a camera, 0 for files.
     #[arg(long, value_name = "PX")]
     detect_width: Option<u32>,
@@ -153,8 +153,8 @@ fn main() -> ExitCode {
 }
 
 /// A camera's detection width unless --detect-width says otherwise. Measured (BENCHMARKS.md,
-/// "Tracking"): at 480 px HOG still finds a face 110 px wide in a 640x480 frame, a kiosk
-/// visitor's face is larger, and detection costs about 40% less than at 640. Files keep full
+/// "Detection width"): at 480 px HOG still finds a face 80 px wide in a 640x480 frame, a kiosk
+/// visitor's face is larger, and detection costs about 30% less than at 640. Files keep full
 /// resolution: a photo's faces can be any size.
 const CAMERA_DETECT_WIDTH: u32 = 480;
 
@@ -259,6 +259,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         "starting"
     );
 
+    let from_camera = cli.camera.is_some();
     let config = PipelineConfig {
         max_frames: cli.max_frames,
         format: match cli.format {
@@ -267,11 +268,10 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         },
         progress: std::io::stderr().is_terminal() && !std::io::stdout().is_terminal(),
         stop: Arc::clone(&stop),
+        // Camera and file sources differ in what suits them (see the flags' help).
         track: TrackConfig {
-            detect_every: cli
-                .detect_every
-                .unwrap_or(if cli.camera.is_some() { 5 } else { 1 }),
-            detect_width: cli.detect_width.unwrap_or(if cli.camera.is_some() {
+            detect_every: cli.detect_every.unwrap_or(if from_camera { 5 } else { 1 }),
+            detect_width: cli.detect_width.unwrap_or(if from_camera {
                 CAMERA_DETECT_WIDTH
             } else {
                 0
@@ -279,7 +279,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         },
         smoothing: cli
             .smooth
-            .or(cli.camera.is_some().then_some(0.5))
+            .or(from_camera.then_some(0.5))
             .filter(|&a| a < 1.0),
         times: Arc::default(),
         stats_every: cli.stats.map(Duration::from_secs),
