@@ -3,12 +3,14 @@
 //! of stages 2-4, initialised from the same weights, and an FPN-style top-down path to one heatmap
 //! per landmark at 1/4 resolution). Inference uses only the expression path.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
+use super::arm::{weighted_pool, Arm, ArmConfig};
 use super::resnet::{copy_values, Stage, Stem, EXPANSION};
 
 /// LA-Net's shape.
@@ -32,6 +34,16 @@ pub struct LaNetConfig {
     /// ResNet-50's bottleneck blocks, 3, 4, 6, 3 per stage (`blocks` is then ignored).
     #[config(default = false)]
     pub resnet50: bool,
+    /// ARM (de-albino pooling and affinity sharing) over a last feature map of this side
+    /// (input side / 32); 0 keeps global average pooling.
+    #[config(default = 0)]
+    pub arm_map: usize,
+    /// ARM's kernel side (0: half the map, rounded up).
+    #[config(default = 0)]
+    pub arm_kernel: usize,
+    /// ARM's kernel stride.
+    #[config(default = 1)]
+    pub arm_stride: usize,
 }
 
 impl LaNetConfig {
@@ -68,7 +80,17 @@ impl LaNetConfig {
             landmark,
             lateral,
             heatmap: Conv2dConfig::new([f, self.landmarks], [1, 1]).init(device),
+            arm: self.arm().map(|arm| arm.init(device)),
         }
+    }
+
+    /// ARM's config, when it is on.
+    pub fn arm(&self) -> Option<ArmConfig> {
+        (self.arm_map > 0).then(|| {
+            ArmConfig::new(self.arm_map, self.feature_dim())
+                .with_kernel(self.arm_kernel)
+                .with_stride(self.arm_stride)
+        })
     }
 }
 
@@ -95,6 +117,7 @@ pub struct LaNet {
     landmark: Vec<Stage>,
     lateral: Vec<Conv2d>,
     heatmap: Conv2d,
+    arm: Option<Arm>,
 }
 
 /// The inference path alone (stem, layer1, expression layers 2-4, pooling, classifier): what is
@@ -105,6 +128,9 @@ pub struct ExpressionNet {
     layer1: Stage,
     expr: Vec<Stage>,
     classifier: Linear,
+    /// ARM's de-albino position weights `[map, map]`, when the net was trained with ARM (its
+    /// affinity shift is folded into the classifier's bias).
+    pool_weights: Option<Param<Tensor<2>>>,
 }
 
 impl ExpressionNet {
@@ -113,7 +139,11 @@ impl ExpressionNet {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.layer1.forward(self.stem.forward(images));
         let x = self.expr.iter().fold(x, |x, s| s.forward(x));
-        self.classifier.forward(global_pool(x))
+        let pooled = match &self.pool_weights {
+            Some(w) => weighted_pool(x, w.val()),
+            None => global_pool(x),
+        };
+        self.classifier.forward(pooled)
     }
 }
 
@@ -149,8 +179,8 @@ impl LaNet {
     pub fn forward(&self, images: Tensor<4>) -> LaNetOutput {
         let c1 = self.layer1.forward(self.stem.forward(images)); // [N, w, H/4, W/4]
         let expr_map = self.expr.iter().fold(c1.clone(), |x, s| s.forward(x)); // [N, 8w, H/32, W/32]
-        let expr_feature = global_pool(expr_map);
-        let logits = self.classifier.forward(expr_feature.clone());
+        let expr_feature = self.pool(expr_map);
+        let logits = self.classify(expr_feature.clone());
 
         // Landmark branch: its own stages 2-4, keeping every scale for the top-down path.
         let mut maps = vec![c1];
@@ -204,18 +234,65 @@ impl LaNet {
                 .zip(fresh.expr)
                 .map(|(from, into)| copy_values(from, into))
                 .collect(),
-            classifier: copy_values(&self.classifier, fresh.classifier),
+            classifier: self.inference_classifier(fresh.classifier),
+            pool_weights: self
+                .arm
+                .as_ref()
+                .map(|arm| Param::from_tensor(arm.position_weights().detach())),
         }
     }
 
-    /// Inference: the expression path only, as exported to ONNX.
+    /// A copy of the classifier; with ARM, its bias absorbs the inference shift
+    /// `alpha * running mean` (`W^T (f + s) + b = W^T f + (W^T s + b)`).
+    fn inference_classifier(&self, fresh: Linear) -> Linear {
+        let mut classifier = copy_values(&self.classifier, fresh);
+        if let Some(arm) = &self.arm {
+            let shift = arm.inference_shift().unsqueeze::<2>(); // [1, C_in]
+            let folded = shift.matmul(classifier.weight.val()).squeeze_dim::<1>(0); // [C_out]
+            let bias = match classifier.bias.take() {
+                Some(b) => b.val() + folded,
+                None => folded,
+            };
+            classifier.bias = Some(Param::from_tensor(bias.detach()));
+        }
+        classifier
+    }
+
+    /// The expression path only: what is exported to ONNX (and, on a training device, the CE
+    /// baseline's forward pass).
     ///
     /// # Shapes
     /// `[N, 3, H, W]` -> logits `[N, C]`.
     pub fn forward_expression(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_expression_features(images).1
+    }
+
+    /// The expression path, with its pooled feature.
+    ///
+    /// # Shapes
+    /// `[N, 3, H, W]` -> (feature `[N, 8 width]`, logits `[N, C]`).
+    pub fn forward_expression_features(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
         let x = self.layer1.forward(self.stem.forward(images));
         let x = self.expr.iter().fold(x, |x, s| s.forward(x));
-        self.classifier.forward(global_pool(x))
+        let feature = self.pool(x);
+        let logits = self.classify(feature.clone());
+        (feature, logits)
+    }
+
+    /// Pooling of the expression branch's last map: ARM's de-albino kernel, or the global mean.
+    fn pool(&self, map: Tensor<4>) -> Tensor<2> {
+        match &self.arm {
+            Some(arm) => arm.pool(map),
+            None => global_pool(map),
+        }
+    }
+
+    /// The classifier, after ARM's affinity sharing when ARM is on.
+    fn classify(&self, feature: Tensor<2>) -> Tensor<2> {
+        match &self.arm {
+            Some(arm) => self.classifier.forward(arm.share(feature)),
+            None => self.classifier.forward(feature),
+        }
     }
 }
 
@@ -248,6 +325,74 @@ mod tests {
             .max()
             .into_scalar::<f32>();
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn with_arm_a_faces_logits_do_not_depend_on_the_rest_of_the_batch() {
+        let device = Device::flex().autodiff();
+        let config = LaNetConfig::new()
+            .with_width(4)
+            .with_blocks(1)
+            .with_landmarks(3)
+            .with_fpn_channels(8)
+            .with_arm_map(3);
+        let model = config.init(&device);
+        let noise = burn::tensor::Distribution::Normal(0.0, 1.0);
+        // Training forward passes move BatchNorm's and ARM's running means away from their
+        // initial values, so the check below sees both in use.
+        for _ in 0..3 {
+            let _ = model.forward(Tensor::<4>::random([6, 3, 96, 96], noise, &device));
+        }
+        let net = model.valid();
+        let plain = Device::flex();
+        let images = Tensor::<4>::random([4, 3, 96, 96], noise, &plain);
+        let batch = net.forward_expression(images.clone());
+        // During training the shared batch mean does couple the faces.
+        let coupled = model.forward_expression(Tensor::from_data(images.to_data(), &device));
+        let exported = net.expression_net(&config, &plain);
+        let exported_batch = exported.forward(images.clone());
+        for i in 0..4 {
+            let one = images.clone().narrow(0, i, 1);
+            let alone = net.forward_expression(one.clone());
+            let row = batch.clone().narrow(0, i, 1);
+            let diff = (alone.clone() - row.clone())
+                .abs()
+                .max()
+                .into_scalar::<f32>();
+            assert!(
+                diff < 1e-5,
+                "face {i}: batch of 1 vs batch of 4 differ by {diff}"
+            );
+            // The export's folded copy (position weights, affinity in the bias) agrees.
+            let diff = (exported.forward(one) - alone)
+                .abs()
+                .max()
+                .into_scalar::<f32>();
+            assert!(diff < 1e-5, "face {i}: export copy differs by {diff}");
+            let diff = (exported_batch.clone().narrow(0, i, 1) - row)
+                .abs()
+                .max()
+                .into_scalar::<f32>();
+            assert!(
+                diff < 1e-5,
+                "face {i}: export copy in a batch differs by {diff}"
+            );
+        }
+        let host = |t: Tensor<2>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap()
+        };
+        let train_diff = host(coupled)
+            .iter()
+            .zip(host(batch))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            train_diff > 1e-4,
+            "training used the batch mean: {train_diff}"
+        );
     }
 
     #[test]
