@@ -1,5 +1,6 @@
-//! LA-Net's losses: the KL to the LDE targets, Adaptive Wing for the landmark heatmaps, and the
-//! expression-landmark contrastive loss.
+//! The losses: LA-Net's KL to the LDE targets, Adaptive Wing for the landmark heatmaps and
+//! expression-landmark contrastive loss, and the supervised contrastive loss of the second
+//! method (Khosla et al. 2020).
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -157,4 +158,89 @@ pub fn contrastive_direction(
     let per_pair = lse - pos; // [N, N]
     let per_anchor = (per_pair * positives.clone()).sum_dim(1) / positives.sum_dim(1);
     per_anchor.mean()
+}
+
+/// Supervised contrastive loss (Khosla et al. 2020, the `L_out` form) over one batch.
+///
+/// For anchor `i` with positives `P(i)` (the other samples with its label) the loss is
+/// `-1/|P(i)| sum_{p in P(i)} log( exp(z_i . z_p / tau) / sum_{a != i} exp(z_i . z_a / tau) )`,
+/// averaged over the anchors that have a positive (0 when none has). The rows of `z` are
+/// expected to be L2-normalised.
+///
+/// # Shapes
+/// `z` `[N, D]`, `labels` `N` long -> `[1]`.
+pub fn supervised_contrastive(z: Tensor<2>, labels: &[usize], temperature: f64) -> Tensor<1> {
+    let device = z.device();
+    let n = labels.len();
+    let mut positives = vec![0.0f32; n * n];
+    let mut diagonal = vec![0.0f32; n * n];
+    for i in 0..n {
+        diagonal[i * n + i] = 1.0;
+        for j in 0..n {
+            if i != j && labels[i] == labels[j] {
+                positives[i * n + j] = 1.0;
+            }
+        }
+    }
+    let positives: Tensor<2> = Tensor::from_data(TensorData::new(positives, [n, n]), &device);
+    let diagonal: Tensor<2> = Tensor::from_data(TensorData::new(diagonal, [n, n]), &device);
+    let sim = z.clone().matmul(z.transpose()).div_scalar(temperature); // [N, N]
+                                                                       // The anchor itself is left out of the denominator; logits are bounded by 1/tau, so one
+                                                                       // detached row maximum keeps the exponentials finite.
+    let others = sim.clone() - diagonal.mul_scalar(1e10);
+    let m = others.clone().max_dim(1).detach(); // [N, 1]
+    let lse = (others - m.clone()).exp().sum_dim(1).log() + m; // [N, 1]
+    let log_prob = sim - lse; // [N, N]
+    let counts = positives.clone().sum_dim(1); // [N, 1]
+    let has = counts.clone().greater_elem(0.0).float(); // [N, 1]
+    let per_anchor = (log_prob * positives).sum_dim(1).neg() / counts.clamp_min(1.0);
+    let anchors = has.clone().sum().clamp_min(1.0);
+    (per_anchor * has).sum() / anchors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn z(rows: &[[f32; 2]]) -> Tensor<2> {
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        Tensor::from_data(TensorData::new(flat, [rows.len(), 2]), &Device::flex())
+    }
+
+    fn scl(rows: &[[f32; 2]], labels: &[usize], tau: f64) -> f32 {
+        supervised_contrastive(z(rows), labels, tau).into_scalar::<f32>()
+    }
+
+    #[test]
+    fn supervised_contrastive_by_hand() {
+        // z0 = z1 = (1, 0), z2 = (0, 1); labels 0, 0, 1. Anchor 0: its one positive z1 scores
+        // 1/tau, the negative z2 scores 0, so its loss is -ln(e^(1/tau) / (e^(1/tau) + 1)) =
+        // ln(1 + e^(-1/tau)); anchor 1 is the same; anchor 2 has no positive and is left out.
+        let rows = [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]];
+        let got = scl(&rows, &[0, 0, 1], 1.0);
+        assert!((got - 0.313_261_7).abs() < 1e-6, "{got}"); // ln(1 + 1/e)
+        let got = scl(&rows, &[0, 0, 1], 0.5);
+        assert!((got - 0.126_928).abs() < 1e-6, "{got}"); // ln(1 + e^-2)
+
+        // Three samples of one class at 0, 53.13 and 90 degrees: z0 . z1 = 0.6, z1 . z2 = 0.8,
+        // z0 . z2 = 0; tau = 0.5 doubles them. Every other sample is a positive, so each
+        // anchor's loss is the mean of ln(sum of its two exps) - score:
+        //   anchor 0: scores 1.2, 0:   ln(e^1.2 + 1)     = 1.46330 -> (0.26330 + 1.46330) / 2
+        //   anchor 1: scores 1.2, 1.6: ln(e^1.2 + e^1.6) = 2.11302 -> (0.91302 + 0.51302) / 2
+        //   anchor 2: scores 0, 1.6:   ln(1 + e^1.6)     = 1.78390 -> (1.78390 + 0.18390) / 2
+        // and the batch loss is their mean, 0.85340.
+        let rows = [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]];
+        let got = scl(&rows, &[2, 2, 2], 0.5);
+        assert!((got - 0.853_399_5).abs() < 1e-5, "{got}");
+    }
+
+    #[test]
+    fn supervised_contrastive_without_positives_is_zero_and_pulls_classes_together() {
+        let rows = [[1.0, 0.0], [0.0, 1.0]];
+        assert_eq!(scl(&rows, &[0, 1], 0.1), 0.0);
+        // Same labels: moving the pair closer lowers the loss.
+        let apart = scl(&[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], &[0, 0, 1], 0.1);
+        let close = scl(&[[1.0, 0.0], [0.8, 0.6], [-1.0, 0.0]], &[0, 0, 1], 0.1);
+        assert!(close < apart, "{close} vs {apart}");
+    }
 }
