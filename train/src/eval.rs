@@ -2,7 +2,8 @@
 //! checkpoint, and report accuracy, per-class accuracy, mean class accuracy and the confusion
 //! matrix (also written as `confusion.csv` and `confusion.png` beside the checkpoints), and for
 //! LA-Net runs how many flipped labels the learned distributions recovered and, with annotator
-//! votes, their Jensen-Shannon divergence from them.
+//! votes, their Jensen-Shannon divergence from them; for UERM runs, how many the relabelling put
+//! right.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,9 @@ use burn::prelude::*;
 use serde::Serialize;
 
 use crate::data::Expression;
-use crate::fit::{datasets, learned_distributions, noisy_labels, predict, FitConfig, Method};
+use crate::fit::{
+    current_labels, datasets, learned_distributions, noisy_labels, predict, FitConfig, Method,
+};
 use crate::model::lanet::LaNet;
 use crate::plot::confusion_png;
 
@@ -30,6 +33,8 @@ pub struct EvalReport {
     pub confusion: Vec<Vec<usize>>,
     /// For LA-Net runs: flipped labels the learned distributions recovered.
     pub recovery: Option<Recovery>,
+    /// For UERM runs: flipped labels the relabelling put right (and clean ones it changed).
+    pub relabelling: Option<Recovery>,
     /// For data with annotator votes (FERPlus): mean Jensen-Shannon divergence between the
     /// learned distributions and the votes.
     pub js_divergence: Option<f64>,
@@ -155,8 +160,29 @@ pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
     } else {
         (None, None)
     };
+    let relabelling = if config.relabel_rule().is_some() {
+        let labels = current_labels(dir)?;
+        let noisy = noisy_labels(&config, &train)?;
+        let mut r = Recovery {
+            flipped: 0,
+            recovered: 0,
+            lost: 0,
+        };
+        for (i, (&now, &clean)) in labels.iter().zip(&train.labels).enumerate() {
+            if noisy.flipped(i) {
+                r.flipped += 1;
+                r.recovered += usize::from(now == clean);
+            } else {
+                r.lost += usize::from(now != clean);
+            }
+        }
+        Some(r)
+    } else {
+        None
+    };
     Ok(EvalReport {
         checkpoint,
+        relabelling,
         accuracy: correct as f64 / test.labels.len().max(1) as f64,
         mean_class_accuracy: per_class.iter().sum::<f64>() / k as f64,
         per_class,

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::augment::Plan;
 use crate::data::Expression;
 use crate::eval::{argmax, latest_checkpoint, load_model};
-use crate::fit::{datasets, FitConfig, Method};
+use crate::fit::{datasets, FitConfig};
 use crate::model::lanet::{ExpressionNet, LaNet};
 use crate::prepare::Cache;
 use crate::training::{input_spec, make_batch, normalisation, AlignedFace};
@@ -102,10 +102,15 @@ pub fn export(
     };
     put(
         "method",
-        match config.method {
-            Method::Lanet => "LA-Net (Wu & Cui, ICCV 2023), expression branch only",
-            Method::Ce => "cross-entropy baseline (same backbone)",
-        }
+        format!(
+            "{}; the export is the expression path alone{}",
+            config.describe(),
+            if config.arm {
+                ", with ARM's de-albino pooling and its affinity shift folded into the classifier's bias"
+            } else {
+                ""
+            }
+        )
         .into(),
     );
     put(

@@ -22,16 +22,18 @@ use crate::data::Expression;
 use crate::loss::AdaptiveWing;
 use crate::model::lanet::{LaNet, LaNetConfig};
 use crate::model::lde::{HistoryBank, LdeConfig};
+use crate::model::moco::Projection;
 use crate::model::moco::{Heads, MomentumEncoder, Queue};
 use crate::prepare::Cache;
+use crate::relabel::{relabel, PredictionHistory, RelabelRule};
 use crate::rng::SplitMix64;
 use crate::state::{f32_bytes, f32_values, newest_good, state_files, state_path, Sections};
 use crate::training::{
-    align_face, cross_entropy, make_batch, train_step, AlignedFace, Batch, Contrast, StepConfig,
+    align_face, make_batch, plain_step, train_step, AlignedFace, Batch, Contrast, StepConfig,
     StepLosses, TrainModel,
 };
 
-/// Which method trains the backbone.
+/// Which method trains the backbone (SCL, UERM and ARM are switches on top of either).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
@@ -101,6 +103,25 @@ pub struct FitConfig {
     pub embed_dim: usize,
     /// Training augmentation.
     pub augment: Augment,
+    /// Weight of the supervised contrastive loss (0 = off).
+    pub scl_weight: f64,
+    /// Its temperature.
+    pub scl_temperature: f64,
+    /// UERM: the fraction of the most uncertain training samples that may be relabelled after
+    /// each epoch (0 = off).
+    pub relabel_fraction: f64,
+    /// UERM: how much the top class must beat the current label's probability.
+    pub relabel_margin: f32,
+    /// UERM: the first epoch (from 1) after which labels may change.
+    pub relabel_from: usize,
+    /// UERM: epochs of predictions the uncertainty averages.
+    pub uncertainty_window: usize,
+    /// ARM: de-albino pooling and minibatch affinity sharing.
+    pub arm: bool,
+    /// ARM's kernel side (0: half the last map's side, rounded up).
+    pub arm_kernel: usize,
+    /// ARM's kernel stride.
+    pub arm_stride: usize,
 }
 
 impl Default for FitConfig {
@@ -133,6 +154,15 @@ impl Default for FitConfig {
             queue: 8192,
             embed_dim: 64,
             augment: Augment::default(),
+            scl_weight: 0.0,
+            scl_temperature: 0.1,
+            relabel_fraction: 0.0,
+            relabel_margin: 0.2,
+            relabel_from: 5,
+            uncertainty_window: 3,
+            arm: false,
+            arm_kernel: 0,
+            arm_stride: 1,
         }
     }
 }
@@ -146,6 +176,51 @@ impl FitConfig {
             .with_blocks(self.blocks)
             .with_resnet50(self.resnet50)
             .with_landmarks(self.landmark_subset.as_ref().map_or(68, Vec::len))
+            .with_arm_map(if self.arm {
+                self.input_size as usize / 32
+            } else {
+                0
+            })
+            .with_arm_kernel(self.arm_kernel)
+            .with_arm_stride(self.arm_stride)
+    }
+
+    /// UERM's rule, when it is on.
+    pub fn relabel_rule(&self) -> Option<RelabelRule> {
+        (self.relabel_fraction > 0.0).then_some(RelabelRule {
+            fraction: self.relabel_fraction,
+            margin: self.relabel_margin,
+        })
+    }
+
+    /// A one-line name of what trains: the method and the switches that are on.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![match self.method {
+            Method::Ce => "cross-entropy",
+            Method::Lanet => "LA-Net (Wu & Cui, ICCV 2023)",
+        }
+        .to_string()];
+        if self.scl_weight > 0.0 {
+            parts.push(format!(
+                "SCL (weight {}, tau {})",
+                self.scl_weight, self.scl_temperature
+            ));
+        }
+        if let Some(rule) = self.relabel_rule() {
+            parts.push(format!(
+                "UERM (fraction {}, margin {}, from epoch {}, window {})",
+                rule.fraction, rule.margin, self.relabel_from, self.uncertainty_window
+            ));
+        }
+        if self.arm {
+            let arm = self.lanet(7).arm().expect("ARM is on");
+            parts.push(format!(
+                "ARM (de-albino kernel {k}x{k} stride {}, affinity sharing)",
+                arm.stride,
+                k = arm.kernel_side()
+            ));
+        }
+        parts.join(" + ")
     }
 
     /// Reads a run's `config.json`.
@@ -179,6 +254,19 @@ pub struct EpochMetrics {
     /// Mean contrastive loss (LA-Net).
     #[serde(default)]
     pub contrastive: f32,
+    /// Mean supervised contrastive loss.
+    #[serde(default)]
+    pub scl: f32,
+    /// Labels UERM changed after the epoch.
+    #[serde(default)]
+    pub relabelled: usize,
+    /// Of those, how many now equal the clean label (known for synthetic noise).
+    #[serde(default)]
+    pub relabelled_right: usize,
+    /// Training labels that differ from the clean ones after the epoch (noise not yet undone,
+    /// or a wrong relabel).
+    #[serde(default)]
+    pub wrong_labels: usize,
     /// Clean test accuracy after the epoch.
     pub test_accuracy: f64,
     /// Learning rate at the epoch's start.
@@ -509,6 +597,10 @@ struct Run {
     contrast: Option<Contrast>,
     optim: burn::optim::ModuleOptimizer,
     bank: HistoryBank,
+    /// The training labels as they stand (UERM changes them).
+    labels: Vec<usize>,
+    /// UERM's record of predictions.
+    predictions: Option<PredictionHistory>,
     /// Epochs done.
     epoch: usize,
     /// Optimiser steps done.
@@ -525,6 +617,12 @@ struct Meta {
     metrics: Vec<EpochMetrics>,
     queue_heads: Option<[usize; 2]>,
     queue_labels: Option<[Vec<i64>; 2]>,
+    /// The training labels as they stand.
+    #[serde(default)]
+    labels: Option<Vec<usize>>,
+    /// The prediction history's next slot.
+    #[serde(default)]
+    predictions_next: Option<usize>,
 }
 
 fn record_bytes<M: Module>(m: &M, what: &str) -> Result<Vec<u8>, String> {
@@ -577,15 +675,26 @@ impl Run {
         let lde = LdeConfig::new(lanet.feature_dim(), lanet.fpn_channels)
             .with_k(config.k)
             .with_momentum(config.momentum);
+        let lde = lde.init(device);
+        // Drawn last, so that a run with SCL starts every other weight as the run without.
+        let scl = (config.scl_weight > 0.0).then(|| {
+            let d = lanet.feature_dim();
+            Projection::new(d, d, config.embed_dim, device)
+        });
         Ok(Run {
             model: TrainModel {
                 net,
-                lde: lde.init(device),
+                lde,
                 heads,
+                scl,
             },
             contrast,
             optim: burn::optim::AdamConfig::new().init(),
             bank: HistoryBank::from_labels(labels, classes),
+            labels: labels.to_vec(),
+            predictions: config.relabel_rule().map(|_| {
+                PredictionHistory::new(labels.len(), classes, config.uncertainty_window.max(1))
+            }),
             epoch: 0,
             step: 0,
         })
@@ -605,6 +714,8 @@ impl Run {
                 .contrast
                 .as_ref()
                 .map(|c| [c.expr_queue.labels.clone(), c.landmark_queue.labels.clone()]),
+            labels: Some(self.labels.clone()),
+            predictions_next: self.predictions.as_ref().map(|p| p.slots().1),
         };
         s.put(
             "meta",
@@ -623,6 +734,9 @@ impl Run {
             s.put("encoder", record_bytes(&c.encoder, "key encoder")?);
             s.put("expr_queue", f32_bytes(&c.expr_queue.values));
             s.put("landmark_queue", f32_bytes(&c.landmark_queue.values));
+        }
+        if let Some(p) = &self.predictions {
+            s.put("predictions", f32_bytes(p.slots().0));
         }
         Ok(s.to_bytes())
     }
@@ -668,6 +782,22 @@ impl Run {
             }
             self.contrast = Some(c);
         }
+        if let Some(labels) = meta.labels {
+            if labels.len() != self.labels.len() || labels.iter().any(|&l| l >= classes) {
+                return Err(format!(
+                    "{} saved labels; this run's data has {} samples of {classes} classes",
+                    labels.len(),
+                    self.labels.len()
+                ));
+            }
+            self.labels = labels;
+        }
+        if let Some(p) = self.predictions.as_mut() {
+            let next = meta
+                .predictions_next
+                .ok_or("the state has no prediction history but the run uses UERM")?;
+            p.restore(f32_values(s.get("predictions")?)?, next)?;
+        }
         self.epoch = meta.epoch;
         self.step = meta.step;
         if meta.metrics.len() != meta.epoch {
@@ -712,6 +842,28 @@ pub fn fit(
     }
     if config.batch < 2 {
         return Err("a batch needs at least 2 faces".into());
+    }
+    if !(0.0..=1.0).contains(&config.relabel_fraction) || config.relabel_margin < 0.0 {
+        return Err(format!(
+            "relabel fraction {} and margin {}: give a fraction in 0-1 and a margin >= 0",
+            config.relabel_fraction, config.relabel_margin
+        ));
+    }
+    if config.relabel_rule().is_some()
+        && (config.relabel_from == 0 || config.uncertainty_window == 0)
+    {
+        return Err("UERM needs --relabel-from and --uncertainty-window of at least 1".into());
+    }
+    if let Some(arm) = config.lanet(7).arm() {
+        if arm.kernel_side() > arm.map || arm.stride == 0 {
+            return Err(format!(
+                "ARM kernel {} stride {} does not fit the {m}x{m} last feature map of a {} input",
+                arm.kernel_side(),
+                arm.stride,
+                config.input_size,
+                m = arm.map
+            ));
+        }
     }
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let config_path = out.join("config.json");
@@ -766,10 +918,6 @@ pub fn fit(
     }
     write_metrics(&metrics_path, &epochs)?;
 
-    let (landmark_weight, kl_weight) = match config.method {
-        Method::Lanet => (config.landmark_weight, config.kl_weight),
-        Method::Ce => (0.0, 0.0),
-    };
     let lanet = config.lanet(classes);
     let lde = LdeConfig::new(lanet.feature_dim(), lanet.fpn_channels)
         .with_k(config.k)
@@ -781,8 +929,8 @@ pub fn fit(
     // Linear decay from the initial rate to 0 over the whole run.
     let lr_at = |step: usize| config.lr * (1.0 - step as f64 / total_steps as f64);
     let mut step_config = StepConfig {
-        landmark_weight,
-        kl_weight,
+        landmark_weight: config.landmark_weight,
+        kl_weight: config.kl_weight,
         contrastive_weight: config.contrastive_weight,
         temperature: config.temperature,
         confidence: config.confidence,
@@ -790,9 +938,11 @@ pub fn fit(
         lde,
         adaptive_wing: AdaptiveWing::default(),
         lr: config.lr,
+        scl_weight: config.scl_weight,
+        scl_temperature: config.scl_temperature,
     };
     for epoch in run.epoch..config.epochs {
-        let order = epoch_indices(&labels, classes, epoch, config.epochs, config.seed);
+        let order = epoch_indices(&run.labels, classes, epoch, config.epochs, config.seed);
         let mut rng = SplitMix64::new(
             config.seed ^ 0xA6_6E17 ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
@@ -810,12 +960,13 @@ pub fn fit(
                 .map(|_| Plan::draw(&config.augment, config.input_size, &mut rng))
                 .collect();
             let batch = keep_landmarks(
-                batch_of(&train, rows, &labels, &plans, device)?,
+                batch_of(&train, rows, &run.labels, &plans, device)?,
                 config.landmark_subset.as_deref(),
             );
             let model = run.model;
-            let (next, losses) = if config.method == Method::Ce {
-                ce_step(model, &mut run.optim, &batch, lr)
+            let (next, losses, probs) = if config.method == Method::Ce {
+                let plain = StepConfig::plain(lr, config.scl_weight, config.scl_temperature);
+                plain_step(model, &mut run.optim, &batch, &plain)
             } else {
                 train_step(
                     model,
@@ -827,6 +978,9 @@ pub fn fit(
                 )
             };
             run.model = next;
+            if let Some(p) = run.predictions.as_mut() {
+                p.record(&batch.indices, &probs);
+            }
             if !losses.total.is_finite() {
                 let kept = state_files(out)
                     .first()
@@ -843,11 +997,32 @@ pub fn fit(
             sums.landmark += losses.landmark;
             sums.kl += losses.kl;
             sums.contrastive += losses.contrastive;
+            sums.scl += losses.scl;
             batches += 1;
             run.step += 1;
             bar.inc(1);
         }
         run.epoch = epoch + 1;
+        let (mut relabelled, mut relabelled_right) = (0, 0);
+        if let (Some(p), Some(rule)) = (run.predictions.as_mut(), config.relabel_rule()) {
+            p.end_epoch();
+            if epoch + 1 >= config.relabel_from {
+                let averaged = p.averaged();
+                let views: Vec<Option<&[f32]>> = averaged.iter().map(|a| a.as_deref()).collect();
+                let changes = relabel(&views, &mut run.labels, rule);
+                relabelled = changes.len();
+                relabelled_right = changes
+                    .iter()
+                    .filter(|c| c.to == train.labels[c.index])
+                    .count();
+            }
+        }
+        let wrong_labels = run
+            .labels
+            .iter()
+            .zip(&train.labels)
+            .filter(|(a, b)| a != b)
+            .count();
         let n = batches.max(1) as f32;
         let metrics = EpochMetrics {
             epoch: epoch + 1,
@@ -856,6 +1031,10 @@ pub fn fit(
             landmark: sums.landmark / n,
             kl: sums.kl / n,
             contrastive: sums.contrastive / n,
+            scl: sums.scl / n,
+            relabelled,
+            relabelled_right,
+            wrong_labels,
             test_accuracy: accuracy(&run.model.net.valid(), &test, config.batch, device)?,
             lr: epoch_lr,
         };
@@ -863,6 +1042,9 @@ pub fn fit(
             epoch = epoch + 1,
             loss = metrics.loss,
             test_accuracy = metrics.test_accuracy,
+            relabelled,
+            relabelled_right,
+            wrong_labels,
             "epoch done"
         );
         epochs.push(metrics);
@@ -886,25 +1068,6 @@ pub fn fit(
     })
 }
 
-/// The CE baseline's step: the same backbone, cross-entropy only.
-fn ce_step(
-    model: TrainModel,
-    optim: &mut burn::optim::ModuleOptimizer,
-    batch: &Batch,
-    lr: f64,
-) -> (TrainModel, StepLosses) {
-    let logits = model.net.forward_expression(batch.images.clone());
-    let ce = cross_entropy(logits, &batch.labels);
-    let value = ce.clone().into_scalar::<f32>();
-    let grads = burn::optim::GradientsParams::from_grads(ce.backward(), &model);
-    let losses = StepLosses {
-        ce: value,
-        total: value,
-        ..StepLosses::default()
-    };
-    (optim.step(lr, model, grads), losses)
-}
-
 /// The history bank of the newest verified state in `dir` (the learned label distributions).
 ///
 /// # Errors
@@ -912,6 +1075,17 @@ fn ce_step(
 pub fn learned_distributions(dir: &Path) -> Result<Vec<f32>, String> {
     let (_, s) = newest_good(dir)?;
     f32_values(s.get("bank")?)
+}
+
+/// The training labels as the newest verified state in `dir` has them (after UERM's changes).
+///
+/// # Errors
+/// As [`newest_good`], or if the state does not record them.
+pub fn current_labels(dir: &Path) -> Result<Vec<usize>, String> {
+    let (epoch, s) = newest_good(dir)?;
+    let meta: Meta = serde_json::from_slice(s.get("meta")?).map_err(|e| e.to_string())?;
+    meta.labels
+        .ok_or_else(|| format!("{} records no labels", state_path(dir, epoch).display()))
 }
 
 #[cfg(test)]

@@ -195,6 +195,36 @@ struct FitArgs {
     /// Contrastive queue length per modality.
     #[arg(long, default_value_t = 8192)]
     queue: usize,
+    /// Weight of the supervised contrastive loss on a projection of the expression feature
+    /// (second method; 0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    scl_weight: f64,
+    /// Temperature of the supervised contrastive loss.
+    #[arg(long, default_value_t = 0.1)]
+    scl_temperature: f64,
+    /// UERM: after each epoch, relabel among this fraction of the most uncertain training
+    /// samples (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    relabel_fraction: f64,
+    /// UERM: a sample is relabelled when its top class beats its label's probability by more
+    /// than this.
+    #[arg(long, default_value_t = 0.2)]
+    relabel_margin: f32,
+    /// UERM: the first epoch after which labels may change.
+    #[arg(long, default_value_t = 5)]
+    relabel_from: usize,
+    /// UERM: epochs of predictions averaged for the uncertainty.
+    #[arg(long, default_value_t = 3)]
+    uncertainty_window: usize,
+    /// ARM: de-albino pooling of the last feature map and minibatch affinity sharing.
+    #[arg(long)]
+    arm: bool,
+    /// ARM's de-albino kernel side (0: half the last map's side, rounded up).
+    #[arg(long, default_value_t = 0)]
+    arm_kernel: usize,
+    /// ARM's kernel stride.
+    #[arg(long, default_value_t = 1)]
+    arm_stride: usize,
     /// Train without augmentation.
     #[arg(long)]
     no_augment: bool,
@@ -370,16 +400,34 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
             } else {
                 train::augment::Augment::default()
             },
+            scl_weight: args.scl_weight,
+            scl_temperature: args.scl_temperature,
+            relabel_fraction: args.relabel_fraction,
+            relabel_margin: args.relabel_margin,
+            relabel_from: args.relabel_from,
+            uncertainty_window: args.uncertainty_window,
+            arm: args.arm,
+            arm_kernel: args.arm_kernel,
+            arm_stride: args.arm_stride,
             ..Default::default()
         }
     };
     let device = device(&args.device)?.autodiff();
     let summary =
         train::fit::fit(&config, &args.out, &device, args.resume).map_err(anyhow::Error::msg)?;
+    let relabelling = config.relabel_rule().is_some();
     for e in &summary.epochs {
+        let relabels = if relabelling {
+            format!(
+                "  relabelled {} ({} right), wrong labels {}",
+                e.relabelled, e.relabelled_right, e.wrong_labels
+            )
+        } else {
+            String::new()
+        };
         outln!(
-            "epoch {:>3}  loss {:.4}  ce {:.4}  landmark {:.4}  kl {:.4}  contrastive {:.4}  test accuracy {:.3}",
-            e.epoch, e.loss, e.ce, e.landmark, e.kl, e.contrastive, e.test_accuracy
+            "epoch {:>3}  loss {:.4}  ce {:.4}  landmark {:.4}  kl {:.4}  contrastive {:.4}  scl {:.4}  test accuracy {:.3}{relabels}",
+            e.epoch, e.loss, e.ce, e.landmark, e.kl, e.contrastive, e.scl, e.test_accuracy
         );
     }
     outln!(

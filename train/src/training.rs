@@ -3,9 +3,11 @@
 //! A batch is built with the runtime's own preprocessing: each face is warped by
 //! `edge_fer::align::align` to the model card's template and normalised by
 //! `edge_fer::classify::normalise_into`, and its landmarks follow the same similarity transform
-//! into heatmap targets. The step computes CE + w_lm * Adaptive Wing + w_kl * KL(LDE target) and
-//! applies one Adam update to the backbone and the LDE pair scorers together (the KL term is what
-//! trains the scorers). The contrastive term joins when the momentum encoder and queues land.
+//! into heatmap targets. LA-Net's step computes CE + w_lm * Adaptive Wing + w_kl * KL(LDE
+//! target) + w_c * expression-landmark contrastive loss and applies one Adam update to the
+//! backbone, the LDE pair scorers (the KL term is what trains them) and the projection heads
+//! together. The CE baseline's step runs the expression path only. Either adds the supervised
+//! contrastive loss when its weight is not 0.
 
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
@@ -18,10 +20,12 @@ use image::RgbImage;
 
 use crate::augment::{erase, Plan};
 use crate::landmarks::{heatmap_pixel, heatmap_targets, HeatmapConfig};
-use crate::loss::{contrastive_direction, kl_batchmean, pseudo_labels, AdaptiveWing};
+use crate::loss::{
+    contrastive_direction, kl_batchmean, pseudo_labels, supervised_contrastive, AdaptiveWing,
+};
 use crate::model::lanet::LaNet;
 use crate::model::lde::{host_values, HistoryBank, Lde, LdeConfig};
-use crate::model::moco::{Heads, MomentumEncoder, Queue};
+use crate::model::moco::{Heads, MomentumEncoder, Projection, Queue};
 
 /// ImageNet mean and std of 0-1 RGB values (what torchvision ResNets are trained with); the
 /// exported card declares them so the runtime normalises identically.
@@ -38,6 +42,8 @@ pub struct TrainModel {
     pub lde: Lde,
     /// Projection heads of the contrastive loss.
     pub heads: Heads,
+    /// Projection head of the supervised contrastive loss, when it is on.
+    pub scl: Option<Projection>,
 }
 
 /// A training batch.
@@ -180,6 +186,29 @@ pub struct StepConfig {
     pub adaptive_wing: AdaptiveWing,
     /// Learning rate.
     pub lr: f64,
+    /// Weight of the supervised contrastive loss (used when the model has its head).
+    pub scl_weight: f64,
+    /// Its temperature.
+    pub scl_temperature: f64,
+}
+
+impl StepConfig {
+    /// The CE baseline's step: no LA-Net term, only the supervised contrastive loss if on.
+    pub fn plain(lr: f64, scl_weight: f64, scl_temperature: f64) -> Self {
+        StepConfig {
+            landmark_weight: 0.0,
+            kl_weight: 0.0,
+            contrastive_weight: 0.0,
+            temperature: 0.1,
+            confidence: 1.0,
+            key_momentum: 0.999,
+            lde: LdeConfig::new(1, 1),
+            adaptive_wing: AdaptiveWing::default(),
+            lr,
+            scl_weight,
+            scl_temperature,
+        }
+    }
 }
 
 /// The loss terms of one step, for logging.
@@ -193,6 +222,8 @@ pub struct StepLosses {
     pub kl: f32,
     /// Expression-landmark contrastive loss (both directions).
     pub contrastive: f32,
+    /// Supervised contrastive loss.
+    pub scl: f32,
     /// The weighted total that was minimised.
     pub total: f32,
 }
@@ -225,7 +256,58 @@ pub fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {
         .div_scalar(n as f64)
 }
 
-/// One optimisation step; updates the history bank with the step's targets and, when
+/// What a step returns: the updated model, its losses and the batch's predicted distributions
+/// (softmax of the logits, `[N, C]` row-major, for UERM's uncertainty).
+pub type StepResult = (TrainModel, StepLosses, Vec<f32>);
+
+/// The supervised contrastive loss of the batch, when the model has its head (unweighted).
+fn scl_term(
+    model: &TrainModel,
+    expr_feature: Tensor<2>,
+    labels: &[usize],
+    config: &StepConfig,
+) -> Option<Tensor<1>> {
+    let head = model.scl.as_ref()?;
+    Some(supervised_contrastive(
+        head.forward(expr_feature),
+        labels,
+        config.scl_temperature,
+    ))
+}
+
+fn probabilities(logits: &Tensor<2>) -> Vec<f32> {
+    host_values(&burn::tensor::activation::softmax(
+        logits.clone().detach(),
+        1,
+    ))
+}
+
+/// The CE baseline's step: the expression path only, cross-entropy, plus the supervised
+/// contrastive loss when the model has its head.
+pub fn plain_step(
+    model: TrainModel,
+    optim: &mut ModuleOptimizer,
+    batch: &Batch,
+    config: &StepConfig,
+) -> StepResult {
+    let (feature, logits) = model.net.forward_expression_features(batch.images.clone());
+    let probs = probabilities(&logits);
+    let ce = cross_entropy(logits, &batch.labels);
+    let mut losses = StepLosses {
+        ce: ce.clone().into_scalar::<f32>(),
+        ..StepLosses::default()
+    };
+    let mut total = ce;
+    if let Some(scl) = scl_term(&model, feature, &batch.labels, config) {
+        losses.scl = scl.clone().into_scalar::<f32>();
+        total = total + scl.mul_scalar(config.scl_weight);
+    }
+    losses.total = total.clone().into_scalar::<f32>();
+    let grads = GradientsParams::from_grads(total.backward(), &model);
+    (optim.step(config.lr, model, grads), losses, probs)
+}
+
+/// One LA-Net optimisation step; updates the history bank with the step's targets and, when
 /// `contrast` is given, the key encoder and queues.
 pub fn train_step(
     model: TrainModel,
@@ -234,9 +316,10 @@ pub fn train_step(
     contrast: Option<&mut Contrast>,
     batch: &Batch,
     config: &StepConfig,
-) -> (TrainModel, StepLosses) {
+) -> StepResult {
     let device = batch.images.device();
     let out = model.net.forward(batch.images.clone());
+    let probs = probabilities(&out.logits);
     let ce = cross_entropy(out.logits.clone(), &batch.labels);
     let landmark = config.adaptive_wing.loss(
         out.heatmaps,
@@ -257,6 +340,11 @@ pub fn train_step(
         + landmark.clone().mul_scalar(config.landmark_weight)
         + kl.clone().mul_scalar(config.kl_weight);
     let scalar = |t: &Tensor<1>| t.clone().into_scalar::<f32>();
+    let mut scl_value = 0.0;
+    if let Some(scl) = scl_term(&model, out.expr_feature.clone(), &batch.labels, config) {
+        scl_value = scalar(&scl);
+        total = total + scl.mul_scalar(config.scl_weight);
+    }
     let mut pushed = None;
     let mut contrastive_value = 0.0;
     if let Some(state) = contrast {
@@ -297,6 +385,7 @@ pub fn train_step(
         landmark: scalar(&landmark),
         kl: scalar(&kl),
         contrastive: contrastive_value,
+        scl: scl_value,
         total: scalar(&total),
     };
     let grads = GradientsParams::from_grads(total.backward(), &model);
@@ -306,7 +395,7 @@ pub fn train_step(
             .landmark_queue
             .push(&host_values(&keys.landmark), &labels);
     }
-    (optim.step(config.lr, model, grads), losses)
+    (optim.step(config.lr, model, grads), losses, probs)
 }
 
 #[cfg(test)]
@@ -359,6 +448,8 @@ mod tests {
             lde: LdeConfig::new(64, 16).with_k(4),
             adaptive_wing: AdaptiveWing::default(),
             lr: 1e-3,
+            scl_weight: 0.5,
+            scl_temperature: 0.1,
         };
         let mut contrast = Contrast {
             encoder: MomentumEncoder::new(&net, &heads, &lanet, &device),
@@ -369,12 +460,13 @@ mod tests {
             net,
             lde: config.lde.init(&device),
             heads,
+            scl: Some(Projection::new(64, 64, 16, &device)),
         };
         let mut optim = burn::optim::AdamConfig::new().init();
         let mut bank = HistoryBank::from_labels(&batch.labels, 7);
         let mut history = Vec::new();
         for _ in 0..12 {
-            let (next, losses) = train_step(
+            let (next, losses, probs) = train_step(
                 model,
                 &mut optim,
                 &mut bank,
@@ -384,6 +476,7 @@ mod tests {
             );
             model = next;
             assert!(losses.total.is_finite(), "{losses:?}");
+            assert_eq!(probs.len(), 16 * 7);
             history.push(losses);
         }
         let (first, last) = (history[0], history[history.len() - 1]);
@@ -391,6 +484,7 @@ mod tests {
         assert!(last.ce < first.ce, "{first:?} -> {last:?}");
         assert!(last.landmark < first.landmark, "{first:?} -> {last:?}");
         assert!(first.contrastive > 0.0, "{first:?}");
+        assert!(last.scl < first.scl, "{first:?} -> {last:?}");
         assert!(
             last.contrastive < first.contrastive,
             "{first:?} -> {last:?}"

@@ -152,6 +152,45 @@ fn exported_model_matches_burn_and_scores_like_eval_through_the_runtime() {
 }
 
 #[test]
+fn an_arm_model_exports_its_pooling_and_tract_matches_burn_at_batch_1_and_4() {
+    // 96x96 input: a 3x3 last map, so the de-albino kernel (2x2) weighs the border less.
+    let run = tempfile::tempdir().unwrap();
+    let config = FitConfig {
+        method: train::fit::Method::Ce,
+        train_faces: 140,
+        test_faces: 70,
+        input_size: 96,
+        width: 4,
+        epochs: 1,
+        batch: 35,
+        lr: 3e-3,
+        arm: true,
+        ..FitConfig::default()
+    };
+    fit(&config, run.path(), &Device::flex().autodiff(), false).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = train::export::export(run.path(), None, out.path(), "arm").unwrap();
+    // check_parity runs burn's inference path and tract on the same crops at batch 1 and 4.
+    for (batch, diff) in &report.max_abs_diff {
+        assert!(*diff <= 1e-4, "batch {batch}: {diff}");
+    }
+    assert!(report.same_argmax);
+    let proto = <onnx_ir::ModelProto as onnx_ir::Message>::parse_from_bytes(
+        &std::fs::read(out.path().join("model.onnx")).unwrap(),
+    )
+    .unwrap();
+    let graph = proto.graph.as_ref().unwrap();
+    let names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    // The de-albino weights are in the graph; the kernel, alpha and running mean are not (they
+    // were folded into the weights and the classifier's bias).
+    assert!(
+        names.iter().any(|n| n.contains("pool_weights")),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.starts_with("arm")), "{names:?}");
+}
+
+#[test]
 fn training_and_the_runtime_feed_the_network_the_same_tensor_for_a_real_photo() {
     // The runtime: detect, align to the card's template, normalise with the card's settings.
     let photo = edge_fer::capture::decode_image(
