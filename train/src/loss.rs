@@ -141,18 +141,19 @@ pub fn contrastive_direction(
     let excluded: Tensor<2> =
         Tensor::from_data(TensorData::new(same(labels, queue_labels), [n, q]), &device);
 
+    // Scores against the keys [N, N] and against the queue [N, Q].
     let pos = queries
         .clone()
         .matmul(keys.detach().transpose())
-        .div_scalar(temperature); // [N, N]
+        .div_scalar(temperature);
     let neg = (queries.matmul(queue.detach().transpose()) - excluded.mul_scalar(1e10))
-        .div_scalar(temperature); // [N, Q]
-                                  // log-sum-exp over the queue, per anchor, stabilised by its row maximum.
-    let neg_max = neg.clone().max_dim(1).detach(); // [N, 1]
-    let neg_lse = (neg - neg_max.clone()).exp().sum_dim(1).log() + neg_max; // [N, 1]
-                                                                            // log(exp(pos_ij) + exp(neg_lse_i)), stabilised per anchor by the largest term of its row
-                                                                            // (logits are bounded by 1/tau, so no term underflows against it). [N, N] op [N, 1]
-                                                                            // broadcasts.
+        .div_scalar(temperature);
+    // log-sum-exp over the queue, per anchor, stabilised by its row maximum. [N, 1]
+    let neg_max = neg.clone().max_dim(1).detach();
+    let neg_lse = (neg - neg_max.clone()).exp().sum_dim(1).log() + neg_max;
+    // log(exp(pos_ij) + exp(neg_lse_i)), stabilised per anchor by the largest term of its row
+    // (logits are bounded by 1/tau, so no term underflows against it). [N, N] op [N, 1]
+    // broadcasts.
     let m = pos.clone().max_dim(1).max_pair(neg_lse.clone()).detach(); // [N, 1]
     let lse = ((pos.clone() - m.clone()).exp() + (neg_lse - m.clone()).exp()).log() + m;
     let per_pair = lse - pos; // [N, N]
