@@ -6,7 +6,10 @@
 # ablation continues where it stopped), and prints the per-run results and a mean +- std table.
 # About 40 minutes on 2 CPU cores.
 #
-#   train/scripts/second-method.sh [OUT]        (JOBS=N and METHODS="ce scl ..." to change)
+#   train/scripts/second-method.sh [OUT]
+#
+# Environment: JOBS=N; METHODS="ce scl ..."; NOISES="none symmetric asymmetric"; SEEDS="0 1 2";
+# SIZE=64 (the input side; 128 gives ARM a 4x4 last map, see RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-/tmp/edge-fer-second-method}
@@ -17,7 +20,7 @@ bin=$target/release/train
 mkdir -p "$out"
 # The LA-Net experiment's budget (experiment.sh): width-8 ResNet, one block per stage, 64x64,
 # 1400 training and 700 clean test faces, 15 epochs of batch 64, Adam 1e-3 decayed to 0.
-common=(--train-faces 1400 --test-faces 700 --size 64 --width 8 --blocks 1 --batch 64
+common=(--train-faces 1400 --test-faces 700 --size "${SIZE:-64}" --width 8 --blocks 1 --batch 64
         --epochs 15 --lr 1e-3 --queue 1024)
 # The second method's settings (chosen on seed 3, which the table does not use; RESULTS.md).
 scl=(--scl-weight 0.5 --scl-temperature 0.1)
@@ -34,6 +37,8 @@ method_args() {
   esac
 }
 methods=(${METHODS:-ce lanet scl scl-uerm scl-uerm-arm lanet-scl-uerm})
+noises=(${NOISES:-none symmetric asymmetric})
+seeds=(${SEEDS:-0 1 2})
 one() {
   local method=$1 noise=$2 seed=$3
   local run=$out/$method-$noise-$seed
@@ -50,8 +55,8 @@ one() {
 export -f one method_args
 export out bin
 export common_s="${common[*]}" scl_s="${scl[*]}" uerm_s="${uerm[*]}"
-for seed in 0 1 2; do
-  for noise in none symmetric asymmetric; do
+for seed in "${seeds[@]}"; do
+  for noise in "${noises[@]}"; do
     for method in "${methods[@]}"; do
       echo "$method $noise $seed"
     done
@@ -63,8 +68,8 @@ done | xargs -P "$jobs" -L 1 bash -c 'common=($common_s); scl=($scl_s); uerm=($u
 results=$out/results.tsv
 : >"$results"
 for method in "${methods[@]}"; do
-  for noise in none symmetric asymmetric; do
-    for seed in 0 1 2; do
+  for noise in "${noises[@]}"; do
+    for seed in "${seeds[@]}"; do
       run=$out/$method-$noise-$seed
       python3 - "$run.eval.json" "$method" "$noise" "$seed" "$(cat "$run.seconds" 2>/dev/null || echo -)" >>"$results" <<'PY'
 import json, sys
@@ -79,7 +84,7 @@ PY
 done
 cat "$results"
 echo
-echo "clean test accuracy, mean +- std over seeds 0-2 (sample std)"
+echo "clean test accuracy, mean +- std over seeds ${seeds[*]} (sample std)"
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]

@@ -129,25 +129,28 @@ pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
         .save(&png_path)
         .map_err(|e| format!("{}: {e}", png_path.display()))?;
 
-    // The history bank only learns under LA-Net; a CE run's bank is its one-hot labels.
-    let (recovery, js) = if config.method == Method::Lanet {
-        let bank = learned_distributions(dir)?;
-        let noisy = noisy_labels(&config, &train)?;
+    let noisy = noisy_labels(&config, &train)?;
+    // Compares each training sample's label estimate with its clean label.
+    let recovery_of = |estimates: &[usize]| {
         let mut r = Recovery {
             flipped: 0,
             recovered: 0,
             lost: 0,
         };
-        for (i, row) in bank.chunks(k).enumerate() {
-            let best = argmax(row);
-            let clean = train.labels[i];
+        for (i, (&now, &clean)) in estimates.iter().zip(&train.labels).enumerate() {
             if noisy.flipped(i) {
                 r.flipped += 1;
-                r.recovered += usize::from(best == clean);
+                r.recovered += usize::from(now == clean);
             } else {
-                r.lost += usize::from(best != clean);
+                r.lost += usize::from(now != clean);
             }
         }
+        r
+    };
+    // The history bank only learns under LA-Net; a CE run's bank is its one-hot labels.
+    let (recovery, js) = if config.method == Method::Lanet {
+        let bank = learned_distributions(dir)?;
+        let best: Vec<usize> = bank.chunks(k).map(argmax).collect();
         let js = train.votes.as_ref().map(|votes| {
             let total: f64 = votes
                 .iter()
@@ -156,29 +159,13 @@ pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
                 .sum();
             total / votes.len().max(1) as f64
         });
-        (Some(r), js)
+        (Some(recovery_of(&best)), js)
     } else {
         (None, None)
     };
-    let relabelling = if config.relabel_rule().is_some() {
-        let labels = current_labels(dir)?;
-        let noisy = noisy_labels(&config, &train)?;
-        let mut r = Recovery {
-            flipped: 0,
-            recovered: 0,
-            lost: 0,
-        };
-        for (i, (&now, &clean)) in labels.iter().zip(&train.labels).enumerate() {
-            if noisy.flipped(i) {
-                r.flipped += 1;
-                r.recovered += usize::from(now == clean);
-            } else {
-                r.lost += usize::from(now != clean);
-            }
-        }
-        Some(r)
-    } else {
-        None
+    let relabelling = match config.relabel_rule() {
+        Some(_) => Some(recovery_of(&current_labels(dir)?)),
+        None => None,
     };
     Ok(EvalReport {
         checkpoint,
