@@ -35,6 +35,9 @@ pub struct EvalReport {
     pub recovery: Option<Recovery>,
     /// For UERM runs: flipped labels the relabelling put right (and clean ones it changed).
     pub relabelling: Option<Recovery>,
+    /// For ARM runs: the learned de-albino weight of each position of the last feature map
+    /// (rows of the map; they start as the window-count profile and sum to 1 at the start).
+    pub arm_position_weights: Option<Vec<Vec<f32>>>,
     /// For data with annotator votes (FERPlus): mean Jensen-Shannon divergence between the
     /// learned distributions and the votes.
     pub js_divergence: Option<f64>,
@@ -167,9 +170,20 @@ pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
         Some(_) => Some(recovery_of(&current_labels(dir)?)),
         None => None,
     };
+    let arm_position_weights = net.arm().map(|arm| {
+        let w = arm.position_weights();
+        let side = w.dims()[1];
+        let values: Vec<f32> = w
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("float weights");
+        values.chunks(side).map(<[f32]>::to_vec).collect()
+    });
     Ok(EvalReport {
         checkpoint,
         relabelling,
+        arm_position_weights,
         accuracy: correct as f64 / test.labels.len().max(1) as f64,
         mean_class_accuracy: per_class.iter().sum::<f64>() / k as f64,
         per_class,

@@ -509,3 +509,33 @@ fn a_landmark_subset_trains_that_many_heatmaps_and_bad_indices_are_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("0-67"));
 }
+
+#[test]
+fn second_method_switches_that_cannot_work_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out_arg = out_dir.to_str().unwrap();
+    for (extra, wanted) in [
+        (
+            &["--arm", "--arm-kernel", "5"][..],
+            "ARM kernel 5 stride 1 does not fit the 2x2 last feature map of a 64 input",
+        ),
+        (
+            &["--relabel-fraction", "1.5"][..],
+            "relabel fraction 1.5 and margin 0.2",
+        ),
+        (
+            &["--relabel-fraction", "0.3", "--uncertainty-window", "0"][..],
+            "UERM needs --relabel-from and --uncertainty-window of at least 1",
+        ),
+    ] {
+        let mut args = vec!["fit", "--out", out_arg, "--size", "64", "--width", "8"];
+        args.extend(extra);
+        let out = train(&args);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(wanted), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out_dir.exists(), "nothing is written for a refused run");
+    }
+}

@@ -209,6 +209,11 @@ impl LaNet {
         }
     }
 
+    /// ARM's module, when the net has one.
+    pub fn arm(&self) -> Option<&Arm> {
+        self.arm.as_ref()
+    }
+
     /// Resets the landmark branch's layers 2-4 to copies of the expression branch's (after the
     /// expression path was loaded from pretrained weights).
     pub fn landmark_branch_from_expression(mut self) -> Self {
