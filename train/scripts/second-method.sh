@@ -33,6 +33,9 @@ method_args() {
     scl-uerm) echo --method ce "${scl[@]}" "${uerm[@]}" ;;
     scl-uerm-arm) echo --method ce "${scl[@]}" "${uerm[@]}" --arm ;;
     lanet-scl-uerm) echo --method lanet "${scl[@]}" "${uerm[@]}" ;;
+    # Not in the default list: LA-Net with the landmark loss at 0.1 (the first ablation's best
+    # single change), under SCL + UERM.
+    lanet-light-scl-uerm) echo --method lanet --landmark-weight 0.1 "${scl[@]}" "${uerm[@]}" ;;
     *) echo "unknown method $1" >&2; return 1 ;;
   esac
 }

@@ -60,6 +60,19 @@ fn a_run_with_every_switch_resumes_exactly_and_logs_its_relabels() {
         .expect("a UERM run reports its relabelling");
     assert_eq!(r.flipped, unbroken.flipped);
     assert_eq!(r.flipped - r.recovered + r.lost, wrong);
+    // 64x64 input: a 2x2 last map, so ARM's default kernel is 1x1 and every position weighs
+    // the same.
+    let weights = report
+        .arm_position_weights
+        .expect("an ARM run reports its weights");
+    assert_eq!(weights.len(), 2);
+    assert!(
+        weights
+            .iter()
+            .flatten()
+            .all(|&w| w == weights[0][0] && w > 0.0),
+        "{weights:?}"
+    );
 
     // Killed after epoch 2, resumed: the same metrics (relabels included), labels and weights.
     let cut = tempfile::tempdir().unwrap();
