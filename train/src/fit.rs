@@ -29,8 +29,8 @@ use crate::relabel::{relabel, PredictionHistory, RelabelRule};
 use crate::rng::SplitMix64;
 use crate::state::{f32_bytes, f32_values, newest_good, state_files, state_path, Sections};
 use crate::training::{
-    align_face, make_batch, plain_step, train_step, AlignedFace, Batch, Contrast, StepConfig,
-    StepLosses, TrainModel,
+    align_face, make_batch, plain_step, train_step, AlignedFace, Batch, Contrast, PlainStepConfig,
+    StepConfig, StepLosses, TrainModel,
 };
 
 /// Which method trains the backbone (SCL, UERM and ARM are switches on top of either).
@@ -965,7 +965,11 @@ pub fn fit(
             );
             let model = run.model;
             let (next, losses, probs) = if config.method == Method::Ce {
-                let plain = StepConfig::plain(lr, config.scl_weight, config.scl_temperature);
+                let plain = PlainStepConfig {
+                    lr,
+                    scl_weight: config.scl_weight,
+                    scl_temperature: config.scl_temperature,
+                };
                 plain_step(model, &mut run.optim, &batch, &plain)
             } else {
                 train_step(

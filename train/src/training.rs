@@ -192,25 +192,6 @@ pub struct StepConfig {
     pub scl_temperature: f64,
 }
 
-impl StepConfig {
-    /// The CE baseline's step: no LA-Net term, only the supervised contrastive loss if on.
-    pub fn plain(lr: f64, scl_weight: f64, scl_temperature: f64) -> Self {
-        StepConfig {
-            landmark_weight: 0.0,
-            kl_weight: 0.0,
-            contrastive_weight: 0.0,
-            temperature: 0.1,
-            confidence: 1.0,
-            key_momentum: 0.999,
-            lde: LdeConfig::new(1, 1),
-            adaptive_wing: AdaptiveWing::default(),
-            lr,
-            scl_weight,
-            scl_temperature,
-        }
-    }
-}
-
 /// The loss terms of one step, for logging.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct StepLosses {
@@ -265,14 +246,26 @@ fn scl_term(
     model: &TrainModel,
     expr_feature: Tensor<2>,
     labels: &[usize],
-    config: &StepConfig,
+    temperature: f64,
 ) -> Option<Tensor<1>> {
     let head = model.scl.as_ref()?;
     Some(supervised_contrastive(
         head.forward(expr_feature),
         labels,
-        config.scl_temperature,
+        temperature,
     ))
+}
+
+/// What the CE baseline's step needs: the learning rate and the supervised contrastive loss's
+/// weight and temperature.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlainStepConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight of the supervised contrastive loss (used when the model has its head).
+    pub scl_weight: f64,
+    /// Its temperature.
+    pub scl_temperature: f64,
 }
 
 fn probabilities(logits: &Tensor<2>) -> Vec<f32> {
@@ -288,7 +281,7 @@ pub fn plain_step(
     model: TrainModel,
     optim: &mut ModuleOptimizer,
     batch: &Batch,
-    config: &StepConfig,
+    config: &PlainStepConfig,
 ) -> StepResult {
     let (feature, logits) = model.net.forward_expression_features(batch.images.clone());
     let probs = probabilities(&logits);
@@ -298,7 +291,7 @@ pub fn plain_step(
         ..StepLosses::default()
     };
     let mut total = ce;
-    if let Some(scl) = scl_term(&model, feature, &batch.labels, config) {
+    if let Some(scl) = scl_term(&model, feature, &batch.labels, config.scl_temperature) {
         losses.scl = scl.clone().into_scalar::<f32>();
         total = total + scl.mul_scalar(config.scl_weight);
     }
@@ -341,7 +334,12 @@ pub fn train_step(
         + kl.clone().mul_scalar(config.kl_weight);
     let scalar = |t: &Tensor<1>| t.clone().into_scalar::<f32>();
     let mut scl_value = 0.0;
-    if let Some(scl) = scl_term(&model, out.expr_feature.clone(), &batch.labels, config) {
+    if let Some(scl) = scl_term(
+        &model,
+        out.expr_feature.clone(),
+        &batch.labels,
+        config.scl_temperature,
+    ) {
         scl_value = scalar(&scl);
         total = total + scl.mul_scalar(config.scl_weight);
     }
