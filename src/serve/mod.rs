@@ -29,7 +29,7 @@ use axum::routing::get;
 use axum::Router;
 use futures_util::stream::{self, Stream};
 use image::RgbImage;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 
@@ -136,6 +136,14 @@ impl Hub {
 
     fn subscribe(&self) -> watch::Receiver<Snapshot> {
         self.inner.tx.subscribe()
+    }
+
+    /// A stream's start: one of the `MAX_STREAMS` permits (held for the stream's life), the
+    /// viewer marked seen, and a receiver of the frames. `None` when every permit is taken.
+    fn open_stream(&self) -> Option<(watch::Receiver<Snapshot>, OwnedSemaphorePermit)> {
+        let permit = Arc::clone(&self.inner.streams).try_acquire_owned().ok()?;
+        self.viewer_seen();
+        Some((self.subscribe(), permit))
     }
 }
 
@@ -293,11 +301,9 @@ fn busy() -> Response {
 }
 
 async fn events(State(hub): State<Hub>) -> Response {
-    let Ok(permit) = Arc::clone(&hub.inner.streams).try_acquire_owned() else {
+    let Some((rx, permit)) = hub.open_stream() else {
         return busy();
     };
-    hub.viewer_seen();
-    let rx = hub.subscribe();
     // Every publication carries a result, so each change is one event; the stream ends with
     // the pipeline (the sender is dropped).
     let updates = stream::unfold((rx, hub, permit), |(mut rx, hub, permit)| async move {
@@ -313,11 +319,9 @@ async fn events(State(hub): State<Hub>) -> Response {
 }
 
 async fn mjpeg(State(hub): State<Hub>) -> Response {
-    let Ok(permit) = Arc::clone(&hub.inner.streams).try_acquire_owned() else {
+    let Some((rx, permit)) = hub.open_stream() else {
         return busy();
     };
-    hub.viewer_seen();
-    let rx = hub.subscribe();
     let parts = mjpeg_parts(rx, hub, permit);
     Response::builder()
         .header(
@@ -332,7 +336,7 @@ async fn mjpeg(State(hub): State<Hub>) -> Response {
 fn mjpeg_parts(
     rx: watch::Receiver<Snapshot>,
     hub: Hub,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) -> impl Stream<Item = std::result::Result<Bytes, Infallible>> {
     stream::unfold(
         (rx, hub, permit, None::<Bytes>),
@@ -374,7 +378,7 @@ struct LimitedListener {
 /// A connection holding one of the listener's slots until it closes.
 struct Limited {
     stream: tokio::net::TcpStream,
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl axum::serve::Listener for LimitedListener {
