@@ -135,17 +135,7 @@ fn main() {
         };
         let finder = FaceFinder::load(&FaceFinderConfig::default()).expect("dlib models");
         let classifier = Classifier::builtin().expect("built-in model");
-        let mut source = ImageFiles::new(moving.clone());
-        let t = Instant::now();
-        let stats = pipeline::run(
-            &mut source,
-            Some(finder),
-            classifier,
-            Box::new(std::io::sink()),
-            &config,
-        )
-        .expect("pipeline");
-        let elapsed = t.elapsed();
+        let (stats, elapsed) = timed_run(moving.clone(), finder, classifier, &config);
         runs.push((
             name,
             stats,
@@ -156,17 +146,7 @@ fn main() {
 
     let repeated: Vec<PathBuf> = (0..ROUNDS).flat_map(|_| frames.iter().cloned()).collect();
     let n = repeated.len();
-    let mut source = ImageFiles::new(repeated);
-    let t = Instant::now();
-    let stats = pipeline::run(
-        &mut source,
-        Some(finder),
-        classifier,
-        Box::new(std::io::sink()),
-        &PipelineConfig::default(),
-    )
-    .expect("pipeline");
-    let elapsed = t.elapsed();
+    let (stats, elapsed) = timed_run(repeated, finder, classifier, &PipelineConfig::default());
 
     println!(
         "edge-fer pipeline benchmark: {} fixture frames at 640x480 x {ROUNDS} rounds",
@@ -192,25 +172,18 @@ fn main() {
     );
     println!("detection width on the 640x480 frames (median HOG time incl. scaling; faces found per frame):");
     for (width, ms, found) in &widths {
-        let label = if *width == 0 {
-            "full (640)".to_string()
-        } else {
-            width.to_string()
-        };
-        println!("  {label:<10} {ms:>8.2} ms  faces {found:?}");
+        println!(
+            "  {:<10} {ms:>8.2} ms  faces {found:?}",
+            width_label(*width)
+        );
     }
     println!("face found, by face width in a 640x480 frame ({sizes:?} px):");
     for (width, found) in &smallest {
-        let label = if *width == 0 {
-            "full (640)".to_string()
-        } else {
-            width.to_string()
-        };
         let marks: Vec<&str> = found
             .iter()
             .map(|&f| if f { "yes" } else { "no" })
             .collect();
-        println!("  {label:<10} {}", marks.join(" "));
+        println!("  {:<10} {}", width_label(*width), marks.join(" "));
     }
     println!(
         "one moving face, {} frames at 640x480, threaded pipeline:",
@@ -247,6 +220,35 @@ fn make_moving(dir: &Path) -> Vec<PathBuf> {
             path
         })
         .collect()
+}
+
+/// The threaded pipeline over `paths`, output discarded: its stats and wall time.
+fn timed_run(
+    paths: Vec<PathBuf>,
+    finder: FaceFinder,
+    classifier: Classifier,
+    config: &PipelineConfig,
+) -> (pipeline::Stats, Duration) {
+    let mut source = ImageFiles::new(paths);
+    let t = Instant::now();
+    let stats = pipeline::run(
+        &mut source,
+        Some(finder),
+        classifier,
+        Box::new(std::io::sink()),
+        config,
+    )
+    .expect("pipeline");
+    (stats, t.elapsed())
+}
+
+/// A detection width as printed: 0 is the full frame.
+fn width_label(width: u32) -> String {
+    if width == 0 {
+        "full (640)".to_string()
+    } else {
+        width.to_string()
+    }
 }
 
 fn median_ms(times: &mut [Duration]) -> f64 {
