@@ -29,8 +29,8 @@ use crate::relabel::{relabel, PredictionHistory, RelabelRule};
 use crate::rng::SplitMix64;
 use crate::state::{f32_bytes, f32_values, newest_good, state_files, state_path, Sections};
 use crate::training::{
-    align_face, make_batch, plain_step, train_step, AlignedFace, Batch, Contrast, PlainStepConfig,
-    StepConfig, StepLosses, TrainModel,
+    align_face, make_batch, plain_step, probabilities, train_step, AlignedFace, Batch, Contrast,
+    PlainStepConfig, StepConfig, StepLosses, TrainModel,
 };
 
 /// Which method trains the backbone (SCL, UERM and ARM are switches on top of either).
@@ -964,7 +964,7 @@ pub fn fit(
                 config.landmark_subset.as_deref(),
             );
             let model = run.model;
-            let (next, losses, probs) = if config.method == Method::Ce {
+            let (next, losses, logits) = if config.method == Method::Ce {
                 let plain = PlainStepConfig {
                     lr,
                     scl_weight: config.scl_weight,
@@ -983,7 +983,7 @@ pub fn fit(
             };
             run.model = next;
             if let Some(p) = run.predictions.as_mut() {
-                p.record(&batch.indices, &probs);
+                p.record(&batch.indices, &probabilities(logits));
             }
             if !losses.total.is_finite() {
                 let kept = state_files(out)

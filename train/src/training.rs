@@ -237,9 +237,9 @@ pub fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {
         .div_scalar(n as f64)
 }
 
-/// What a step returns: the updated model, its losses and the batch's predicted distributions
-/// (softmax of the logits, `[N, C]` row-major, for UERM's uncertainty).
-pub type StepResult = (TrainModel, StepLosses, Vec<f32>);
+/// What a step returns: the updated model, its losses and the batch's logits (detached; UERM
+/// reads its predictions from them, see [`probabilities`]).
+pub type StepResult = (TrainModel, StepLosses, Tensor<2>);
 
 /// The supervised contrastive loss of the batch, when the model has its head (unweighted).
 fn scl_term(
@@ -268,11 +268,9 @@ pub struct PlainStepConfig {
     pub scl_temperature: f64,
 }
 
-fn probabilities(logits: &Tensor<2>) -> Vec<f32> {
-    host_values(&burn::tensor::activation::softmax(
-        logits.clone().detach(),
-        1,
-    ))
+/// Softmax of `logits`, `[N, C]` row-major on the host.
+pub fn probabilities(logits: Tensor<2>) -> Vec<f32> {
+    host_values(&burn::tensor::activation::softmax(logits, 1))
 }
 
 /// The CE baseline's step: the expression path only, cross-entropy, plus the supervised
@@ -284,7 +282,7 @@ pub fn plain_step(
     config: &PlainStepConfig,
 ) -> StepResult {
     let (feature, logits) = model.net.forward_expression_features(batch.images.clone());
-    let probs = probabilities(&logits);
+    let detached = logits.clone().detach();
     let ce = cross_entropy(logits, &batch.labels);
     let mut losses = StepLosses {
         ce: ce.clone().into_scalar::<f32>(),
@@ -297,7 +295,7 @@ pub fn plain_step(
     }
     losses.total = total.clone().into_scalar::<f32>();
     let grads = GradientsParams::from_grads(total.backward(), &model);
-    (optim.step(config.lr, model, grads), losses, probs)
+    (optim.step(config.lr, model, grads), losses, detached)
 }
 
 /// One LA-Net optimisation step; updates the history bank with the step's targets and, when
@@ -312,7 +310,7 @@ pub fn train_step(
 ) -> StepResult {
     let device = batch.images.device();
     let out = model.net.forward(batch.images.clone());
-    let probs = probabilities(&out.logits);
+    let detached = out.logits.clone().detach();
     let ce = cross_entropy(out.logits.clone(), &batch.labels);
     let landmark = config.adaptive_wing.loss(
         out.heatmaps,
@@ -393,7 +391,7 @@ pub fn train_step(
             .landmark_queue
             .push(&host_values(&keys.landmark), &labels);
     }
-    (optim.step(config.lr, model, grads), losses, probs)
+    (optim.step(config.lr, model, grads), losses, detached)
 }
 
 #[cfg(test)]
@@ -464,7 +462,7 @@ mod tests {
         let mut bank = HistoryBank::from_labels(&batch.labels, 7);
         let mut history = Vec::new();
         for _ in 0..12 {
-            let (next, losses, probs) = train_step(
+            let (next, losses, logits) = train_step(
                 model,
                 &mut optim,
                 &mut bank,
@@ -474,7 +472,7 @@ mod tests {
             );
             model = next;
             assert!(losses.total.is_finite(), "{losses:?}");
-            assert_eq!(probs.len(), 16 * 7);
+            assert_eq!(probabilities(logits).len(), 16 * 7);
             history.push(losses);
         }
         let (first, last) = (history[0], history[history.len() - 1]);
