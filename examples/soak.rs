@@ -19,62 +19,53 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use edge_fer::capture::{decode_image_bytes, FailedFrame};
+use clap::{CommandFactory, Parser};
+use edge_fer::capture::{decode_image_bytes, Synthetic};
 use edge_fer::pipeline::{self, PipelineConfig};
-use edge_fer::{Classifier, FaceFinder, FaceFinderConfig, Frame, FrameSource};
+use edge_fer::{Classifier, FaceFinder, FaceFinderConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[path = "../benches/common/mod.rs"]
 mod common;
 
+/// Soak run: many frames through the real pipeline, resident memory sampled as it goes.
+#[derive(Debug, Parser)]
+#[command(name = "soak")]
 struct Options {
+    /// Frames to run (at least 10 x --every).
+    #[arg(long, default_value_t = 100_000)]
     frames: u64,
+    /// Read RSS every N frames.
+    #[arg(long, value_name = "N", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
     every: u64,
-    width: u32,
-    height: u32,
+    /// Frame size.
+    #[arg(long, value_name = "WxH", default_value = "320x240", value_parser = parse_size)]
+    size: (u32, u32),
+    /// The frames are aligned crops: skip detection.
+    #[arg(long)]
     aligned: bool,
+    /// Also write every RSS sample to FILE (frames,rss_kib,seconds).
+    #[arg(long, value_name = "FILE")]
     csv: Option<String>,
 }
 
-fn options() -> Options {
-    let mut o = Options {
-        frames: 100_000,
-        every: 1_000,
-        width: 320,
-        height: 240,
-        aligned: false,
-        csv: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
-        };
-        match arg.as_str() {
-            "--frames" => o.frames = value().parse().unwrap_or_else(|_| usage("--frames N")),
-            "--every" => o.every = value().parse().unwrap_or_else(|_| usage("--every N")),
-            "--size" => {
-                let v = value();
-                let (w, h) = v.split_once('x').unwrap_or_else(|| usage("--size WxH"));
-                o.width = w.parse().unwrap_or_else(|_| usage("--size WxH"));
-                o.height = h.parse().unwrap_or_else(|_| usage("--size WxH"));
-            }
-            "--aligned" => o.aligned = true,
-            "--csv" => o.csv = Some(value()),
-            _ => usage(&format!("unknown argument {arg}")),
-        }
-    }
-    if o.every == 0 || o.frames < o.every * 10 {
-        usage("--frames must be at least 10 x --every");
-    }
-    o
+fn parse_size(v: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{v:?}: expected WxH, e.g. 320x240");
+    let (w, h) = v.split_once('x').ok_or_else(bad)?;
+    Ok((w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?))
 }
 
-fn usage(problem: &str) -> ! {
-    eprintln!("soak: {problem}");
-    eprintln!("usage: soak [--frames N] [--every N] [--size WxH] [--aligned] [--csv FILE]");
-    std::process::exit(2);
+fn options() -> Options {
+    let o = Options::parse();
+    if o.frames < o.every * 10 {
+        Options::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                "--frames must be at least 10 x --every",
+            )
+            .exit();
+    }
+    o
 }
 
 /// One RSS reading.
@@ -83,48 +74,6 @@ struct Sample {
     frames: u64,
     rss_kib: u64,
     seconds: f64,
-}
-
-/// Cycles through JPEG-encoded frames, decoding each anew, and samples RSS every `every` frames.
-struct Cycling {
-    jpegs: Vec<Vec<u8>>,
-    next: u64,
-    total: u64,
-    every: u64,
-    started: Instant,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    bar: ProgressBar,
-}
-
-impl FrameSource for Cycling {
-    fn next_frame(&mut self) -> Option<Result<Frame, FailedFrame>> {
-        if self.next >= self.total {
-            return None;
-        }
-        if self.next.is_multiple_of(self.every) {
-            self.samples.lock().unwrap().push(Sample {
-                frames: self.next,
-                rss_kib: rss_kib(),
-                seconds: self.started.elapsed().as_secs_f64(),
-            });
-            self.bar.set_position(self.next);
-        }
-        let bytes = &self.jpegs[(self.next % self.jpegs.len() as u64) as usize];
-        let rgb = decode_image_bytes(bytes).expect("the soak's own JPEG");
-        self.next += 1;
-        Some(Ok(Frame {
-            rgb,
-            index: self.next - 1,
-            timestamp_ms: 0,
-            source: "soak".into(),
-        }))
-    }
-    fn is_live(&self) -> bool {
-        false
-    }
-    fn describe(&self) -> String {
-        format!("{} soak frames", self.total)
-    }
 }
 
 /// Counts what the pipeline writes and keeps none of it.
@@ -145,7 +94,7 @@ impl Write for Counting {
 
 fn main() {
     let o = options();
-    let jpegs = frames(o.width, o.height);
+    let jpegs = frames(o.size.0, o.size.1);
     let finder = (!o.aligned)
         .then(|| FaceFinder::load(&FaceFinderConfig::default()).expect("dlib models (./setup)"));
     let classifier = Classifier::builtin().expect("built-in model");
@@ -156,15 +105,21 @@ fn main() {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let samples = Arc::new(Mutex::new(Vec::new()));
-    let mut source = Cycling {
-        jpegs,
-        next: 0,
-        total: o.frames,
-        every: o.every,
-        started: Instant::now(),
-        samples: Arc::clone(&samples),
-        bar: bar.clone(),
-    };
+    // Every frame decoded anew from its JPEG bytes; RSS sampled every `every` frames.
+    let (recorded, shown, every, started) =
+        (Arc::clone(&samples), bar.clone(), o.every, Instant::now());
+    let mut source = Synthetic::new(o.frames, move |i| {
+        if i.is_multiple_of(every) {
+            recorded.lock().unwrap().push(Sample {
+                frames: i,
+                rss_kib: rss_kib(),
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            shown.set_position(i);
+        }
+        decode_image_bytes(&jpegs[(i % jpegs.len() as u64) as usize]).expect("the soak's own JPEG")
+    })
+    .named("soak");
     let out = Counting::default();
     let config = PipelineConfig {
         stop: Arc::new(AtomicBool::new(false)),
@@ -213,8 +168,8 @@ fn report(o: &Options, stats: &pipeline::Stats, out: &Counting, samples: &[Sampl
     println!(
         "soak: {} frames of {}x{} ({}), {:.0} s, {:.1} frames/s; {} faces, {} failed, {} lines ({:.1} MiB) written",
         stats.frames,
-        o.width,
-        o.height,
+        o.size.0,
+        o.size.1,
         if o.aligned { "aligned, no detection" } else { "detection + landmarks + classification" },
         seconds,
         stats.frames as f64 / seconds,

@@ -7,39 +7,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edge_fer::capture::{decode_image, Backoff, FailedFrame, Reconnecting};
+use edge_fer::capture::{decode_image, Backoff, Reconnecting, Synthetic};
 use edge_fer::pipeline::{self, PipelineConfig};
-use edge_fer::{Classifier, Error, FaceFinder, FaceFinderConfig, Frame, FrameSource};
+use edge_fer::{Classifier, Error, FaceFinder, FaceFinderConfig, FrameSource};
 
 use crate::util::{fixture, Captured};
 
-/// One connection to the stand-in camera: `left` frames of the same photo, then the device is
-/// gone (the source ends, as `CameraSource` does after repeated read failures).
-struct Connection {
-    image: image::RgbImage,
-    left: u64,
-}
-
-impl FrameSource for Connection {
-    fn next_frame(&mut self) -> Option<Result<Frame, FailedFrame>> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        Some(Ok(Frame {
-            rgb: self.image.clone(),
-            // The connection numbers its frames from 0; the wrapper renumbers them.
-            index: 0,
-            timestamp_ms: 0,
-            source: "camera:0".into(),
-        }))
-    }
-    fn is_live(&self) -> bool {
-        true
-    }
-    fn describe(&self) -> String {
-        "stand-in camera".into()
-    }
+/// One connection to the stand-in camera: `frames` frames of the same photo, then the device is
+/// gone (the source ends, as `CameraSource` does after repeated read failures). Each connection
+/// numbers its frames from 0; the wrapper renumbers them.
+fn connection(photo: &image::RgbImage, frames: u64) -> Synthetic {
+    Synthetic::repeating(photo.clone(), frames)
+        .live()
+        .named("camera:0")
 }
 
 fn unplugged() -> Error {
@@ -66,17 +46,14 @@ fn a_lost_camera_is_reopened_with_backoff_and_the_run_goes_on() {
             return Err(unplugged());
         }
         failing = None;
-        Ok(Box::new(Connection {
-            image: photo.clone(),
-            left: 5,
-        }))
+        Ok(Box::new(connection(&photo, 5)))
     };
     let stop = Arc::new(AtomicBool::new(false));
     let backoff = Backoff {
         initial: Duration::from_millis(1),
         max: Duration::from_millis(3),
     };
-    let first = Box::new(Connection { image, left: 5 });
+    let first = Box::new(connection(&image, 5));
     let mut camera = Reconnecting::new(first, open, "camera 0", backoff, Arc::clone(&stop));
 
     let out = Captured::default();
@@ -129,10 +106,7 @@ fn stopping_interrupts_a_long_backoff() {
         initial: Duration::from_secs(600),
         max: Duration::from_secs(600),
     };
-    let gone = Box::new(Connection {
-        image: image::RgbImage::new(8, 8),
-        left: 0,
-    });
+    let gone = Box::new(connection(&image::RgbImage::new(8, 8), 0));
     let mut camera = Reconnecting::new(
         gone,
         || Err(unplugged()),

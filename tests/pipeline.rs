@@ -1,38 +1,17 @@
 //! The threaded pipeline through the library, with real models: live sources drop stale frames,
 //! file sources keep every frame.
 
-use edge_fer::capture::{decode_image, FailedFrame, ImageFiles};
+use edge_fer::capture::{decode_image, ImageFiles, Synthetic};
 use edge_fer::pipeline::{self, PipelineConfig};
-use edge_fer::{Classifier, FaceFinder, FaceFinderConfig, Frame, FrameSource};
+use edge_fer::{Classifier, FaceFinder, FaceFinderConfig};
 
 use crate::util::{fixture, Captured};
 
-/// Stands in for a camera: delivers the same photo as fast as it is asked, flagged live.
-struct FloodingCamera {
-    image: image::RgbImage,
-    next: u64,
-    total: u64,
-}
-
-impl FrameSource for FloodingCamera {
-    fn next_frame(&mut self) -> Option<Result<Frame, FailedFrame>> {
-        if self.next >= self.total {
-            return None;
-        }
-        self.next += 1;
-        Some(Ok(Frame {
-            rgb: self.image.clone(),
-            index: self.next - 1,
-            timestamp_ms: 0,
-            source: "camera:test".into(),
-        }))
-    }
-    fn is_live(&self) -> bool {
-        true
-    }
-    fn describe(&self) -> String {
-        "flooding test camera".into()
-    }
+/// Stands in for a camera: `total` copies of the photo, as fast as they are asked for, live.
+fn flooding_camera(photo: &str, total: u64) -> Synthetic {
+    Synthetic::repeating(decode_image(&fixture(photo)).unwrap(), total)
+        .live()
+        .named("camera:test")
 }
 
 fn models() -> (FaceFinder, Classifier) {
@@ -45,11 +24,7 @@ fn models() -> (FaceFinder, Classifier) {
 #[test]
 fn live_source_drops_stale_frames_and_counts_them() {
     let (finder, classifier) = models();
-    let mut camera = FloodingCamera {
-        image: decode_image(&fixture("biden.jpg")).unwrap(),
-        next: 0,
-        total: 60,
-    };
+    let mut camera = flooding_camera("biden.jpg", 60);
     let out = Captured::default();
     let stats = pipeline::run(
         &mut camera,

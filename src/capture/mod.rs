@@ -2,17 +2,20 @@
 //!
 //! Three sources implement [`FrameSource`]: a list of image files ([`ImageFiles`]), a folder of
 //! frames read in name order (built with [`ImageFiles::from_dir`]), and a camera through nokhwa
-//! ([`CameraSource`]). A frame that cannot be read is returned as a [`FailedFrame`] so the pipeline
+//! ([`CameraSource`]); [`Synthetic`] makes its frames, where tests and examples need a camera and
+//! have none. A frame that cannot be read is returned as a [`FailedFrame`] so the pipeline
 //! reports it and goes on with the next one; only a source that cannot start at all is an error.
 //! A live source that goes away can be wrapped in [`Reconnecting`], which reopens it with back-off.
 
 mod camera;
 mod files;
 mod reconnect;
+mod synthetic;
 
 pub use camera::{list_cameras, CameraConfig, CameraSource};
 pub use files::{decode_image, decode_image_bytes, ImageFiles, IMAGE_EXTENSIONS};
 pub use reconnect::{Backoff, Reconnecting};
+pub use synthetic::Synthetic;
 
 use image::RgbImage;
 
