@@ -34,20 +34,26 @@ pub struct AlignedFace(pub RgbImage);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probs(pub Vec<f32>);
 
+/// Index of the largest value: the first of equal ones, and 0 for an empty slice. NaN never wins.
+/// The one argmax of the workspace (scores, probabilities, heatmaps).
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
 impl Probs {
     /// Index of the most probable class.
     pub fn argmax(&self) -> usize {
-        self.0
-            .iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &p)| {
-                if p > best.1 {
-                    (i, p)
-                } else {
-                    best
-                }
-            })
-            .0
+        argmax(&self.0)
     }
 
     /// Shannon entropy in nats, `-sum p ln p`: 0 for a certain prediction, `ln(classes)` for a
@@ -403,6 +409,16 @@ fn input_dims(spec: &InputSpec) -> [usize; 4] {
     match spec.layout {
         Layout::Nchw => [1, c, h, w],
         Layout::Nhwc => [1, h, w, c],
+    }
+}
+
+impl crate::align::Alignment {
+    /// The built-in model's alignment template: what the runtime aligns faces to by default, and
+    /// what training aligns its crops to unless a prepared cache says otherwise.
+    pub fn builtin() -> Self {
+        ModelCard::from_json(BUILTIN_CARD, Path::new(BUILTIN_PATH))
+            .expect("the built-in card is checked by the tests")
+            .alignment
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::align::Alignment;
 use crate::error::{Error, Result};
 
 /// A parsed and validated model card.
@@ -128,36 +129,6 @@ pub enum OutputKind {
     Logits,
     /// Already a probability vector.
     Probabilities,
-}
-
-/// Where the five alignment points go in the model's input crop.
-///
-/// The points are, in order: the centre of the eye on the image's left (dlib points 36-41), the
-/// centre of the eye on the image's right (42-47), the nose tip (30), the mouth corner on the
-/// image's left (48) and on its right (54). Template coordinates are fractions of the crop's width
-/// and height (0 = left/top edge, 1 = right/bottom edge). `margin` widens the view: the template is
-/// shrunk about the centre so a fraction `margin` of the crop is added on each side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Alignment {
-    /// The five template points, `[x, y]` in crop fractions.
-    pub template: [[f32; 2]; 5],
-    /// Extra context on each side, as a fraction of the crop (0 = none).
-    #[serde(default)]
-    pub margin: f32,
-}
-
-impl Alignment {
-    /// The template in output pixel coordinates for a `width` x `height` crop, margin applied.
-    pub fn template_px(&self, width: u32, height: u32) -> [[f32; 2]; 5] {
-        let shrink = 1.0 / (1.0 + 2.0 * self.margin);
-        self.template.map(|[x, y]| {
-            [
-                (x + self.margin) * shrink * width as f32,
-                (y + self.margin) * shrink * height as f32,
-            ]
-        })
-    }
 }
 
 impl ModelCard {
@@ -282,28 +253,5 @@ mod tests {
         value["labels"][1] = value["labels"][0].clone();
         let err = parse(&value.to_string()).unwrap_err().to_string();
         assert!(err.contains("appears twice"), "{err}");
-    }
-
-    #[test]
-    fn template_margin_shrinks_about_the_centre() {
-        let a = Alignment {
-            template: [[0.0, 0.0], [1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [1.0, 1.0]],
-            margin: 0.25,
-        };
-        let px = a.template_px(60, 60);
-        // (0 + 0.25) / 1.5 * 60 = 10; (1 + 0.25) / 1.5 * 60 = 50; the centre stays at 30.
-        let expected = [
-            [10.0, 10.0],
-            [50.0, 10.0],
-            [30.0, 30.0],
-            [10.0, 50.0],
-            [50.0, 50.0],
-        ];
-        for (got, want) in px.iter().zip(expected) {
-            assert!(
-                (got[0] - want[0]).abs() < 1e-4 && (got[1] - want[1]).abs() < 1e-4,
-                "{px:?}"
-            );
-        }
     }
 }

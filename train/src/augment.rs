@@ -58,32 +58,25 @@ pub const MIRROR_68: [usize; 68] = {
     m
 };
 
-/// What augmentation does; [`Augment::none`] leaves crops untouched.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+/// What augmentation does (LA-Net's training augmentation by default); [`Augment::none`] leaves
+/// crops untouched.
+#[derive(burn::config::Config, Debug, Copy, PartialEq)]
 pub struct Augment {
     /// Probability of a horizontal flip.
+    #[config(default = 0.5)]
     pub flip: f64,
     /// Area fraction range of the random resized crop (1, 1 turns it off).
+    #[config(default = "(0.75, 1.0)")]
     pub scale: (f64, f64),
     /// Aspect ratio range of the crop (width / height), sampled log-uniformly.
+    #[config(default = "(3.0 / 4.0, 4.0 / 3.0)")]
     pub ratio: (f64, f64),
     /// Brightness, contrast and saturation factors are drawn from `[1 - j, 1 + j]`.
+    #[config(default = 0.4)]
     pub jitter: f64,
     /// Probability of erasing one random rectangle (after normalisation, to 0).
+    #[config(default = 0.2)]
     pub erase: f64,
-}
-
-impl Default for Augment {
-    /// LA-Net's training augmentation.
-    fn default() -> Self {
-        Augment {
-            flip: 0.5,
-            scale: (0.75, 1.0),
-            ratio: (3.0 / 4.0, 4.0 / 3.0),
-            jitter: 0.4,
-            erase: 0.2,
-        }
-    }
 }
 
 impl Augment {
@@ -414,7 +407,7 @@ mod tests {
 
     #[test]
     fn drawn_plans_stay_in_range_and_are_seeded() {
-        let config = Augment::default();
+        let config = Augment::new();
         let mut a = SplitMix64::new(5);
         let mut b = SplitMix64::new(5);
         let (mut flips, mut erased) = (0, 0);

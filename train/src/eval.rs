@@ -7,16 +7,20 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use burn::module::Module;
 use burn::prelude::*;
 use serde::Serialize;
 
+use edge_fer::classify::argmax;
+
+use crate::config::{Method, TrainingConfig};
 use crate::data::Expression;
-use crate::fit::{
-    current_labels, datasets, learned_distributions, noisy_labels, predict, FitConfig, Method,
-};
+use crate::faces::{datasets, noisy_labels, predict};
 use crate::model::lanet::LaNet;
 use crate::plot::confusion_png;
+use crate::run_dir::RunDir;
+use crate::state::{current_labels, learned_distributions};
 
 /// What `evaluate` reports.
 #[derive(Debug, Clone, Serialize)]
@@ -43,44 +47,26 @@ pub struct EvalReport {
     pub js_divergence: Option<f64>,
 }
 
-/// The newest `checkpoint-NNN.bpk` in `dir`.
+/// Rebuilds the run's model for data of `classes` classes and loads `checkpoint` into it.
 ///
 /// # Errors
-/// A message naming the folder if it cannot be read or holds no checkpoint.
-pub fn latest_checkpoint(dir: &Path) -> Result<PathBuf, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("checkpoint-") && n.ends_with(".bpk"))
-        })
-        .max()
-        .ok_or_else(|| format!("{} has no checkpoint-NNN.bpk", dir.display()))
-}
-
-/// Rebuilds the run's model and loads `checkpoint` into it.
-///
-/// # Errors
-/// A message naming the file if the config or checkpoint cannot be read or does not fit.
+/// A config or checkpoint that cannot be read, is damaged or does not fit, named.
 pub fn load_model(
-    dir: &Path,
+    run: &RunDir,
     checkpoint: &Path,
     classes: usize,
     device: &Device,
-) -> Result<(FitConfig, LaNet), String> {
-    let config = FitConfig::load(dir)?;
-    let bytes = std::fs::read(checkpoint).map_err(|e| format!("{}: {e}", checkpoint.display()))?;
-    crate::fit::verify_checksum(checkpoint, &bytes)?;
+) -> anyhow::Result<(TrainingConfig, LaNet)> {
+    let config = run.read_config()?;
+    let bytes = RunDir::read_checkpoint(checkpoint)?;
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-        .map_err(|e| format!("{}: not a readable checkpoint: {e}", checkpoint.display()))?;
-    let net = config.lanet(classes).init(device);
+        .map_err(|e| anyhow::anyhow!("{}: not a readable checkpoint: {e}", checkpoint.display()))?;
+    let net = config.model_for(classes).init(device);
     let net = net.try_load_record(record).map_err(|e| {
-        format!(
+        anyhow::anyhow!(
             "{}: does not match {}: {e}",
             checkpoint.display(),
-            dir.join("config.json").display()
+            run.config_path().display()
         )
     })?;
     Ok((config, net))
@@ -102,12 +88,12 @@ pub struct Recovery {
 ///
 /// # Errors
 /// As [`load_model`], or if `confusion.csv`/`confusion.png` cannot be written.
-pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
-    let checkpoint = latest_checkpoint(dir)?;
-    let config = FitConfig::load(dir)?;
+pub fn evaluate(run: &RunDir, device: &Device) -> anyhow::Result<EvalReport> {
+    let checkpoint = run.newest_checkpoint()?;
+    let config = run.read_config()?;
     let (train, test) = datasets(&config)?;
     let k = test.classes;
-    let (_, net) = load_model(dir, &checkpoint, k, device)?;
+    let (_, net) = load_model(run, &checkpoint, k, device)?;
     let pred = predict(&net.valid(), &test, config.batch, device)?;
     let names: Vec<&str> = Expression::ALL[..k].iter().map(|e| e.name()).collect();
     let mut confusion = vec![vec![0usize; k]; k];
@@ -120,17 +106,11 @@ pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
         .map(|(c, row)| row[c] as f64 / row.iter().sum::<usize>().max(1) as f64)
         .collect();
     let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
-    let mut csv = format!("true\\predicted,{}\n", names.join(","));
-    for (c, row) in confusion.iter().enumerate() {
-        let cells: Vec<String> = row.iter().map(|n| n.to_string()).collect();
-        csv.push_str(&format!("{},{}\n", names[c], cells.join(",")));
-    }
-    let csv_path = dir.join("confusion.csv");
-    std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
-    let png_path = dir.join("confusion.png");
+    write_confusion_csv(&run.confusion_csv(), &confusion, &names)?;
+    let png_path = run.confusion_png();
     confusion_png(&confusion, &names)
         .save(&png_path)
-        .map_err(|e| format!("{}: {e}", png_path.display()))?;
+        .with_context(|| format!("writing {}", png_path.display()))?;
 
     let noisy = noisy_labels(&config, &train)?;
     // Compares each training sample's label estimate with its clean label.
@@ -152,7 +132,7 @@ pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
     };
     // The history bank only learns under LA-Net; a CE run's bank is its one-hot labels.
     let (recovery, js) = if config.method == Method::Lanet {
-        let bank = learned_distributions(dir)?;
+        let bank = learned_distributions(run)?;
         let best: Vec<usize> = bank.chunks(k).map(argmax).collect();
         let js = train.votes.as_ref().map(|votes| {
             let total: f64 = votes
@@ -167,7 +147,7 @@ pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
         (None, None)
     };
     let relabelling = match config.relabel_rule() {
-        Some(_) => Some(recovery_of(&current_labels(dir)?)),
+        Some(_) => Some(recovery_of(&current_labels(run)?)),
         None => None,
     };
     let arm_position_weights = net.arm().map(|arm| {
@@ -193,12 +173,25 @@ pub fn evaluate(dir: &Path, device: &Device) -> Result<EvalReport, String> {
     })
 }
 
-/// Index of the largest value (the first, on ties).
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
-        .0
+/// Writes `confusion[true][predicted]` as CSV: a header row of the predicted classes, then one row
+/// per true class.
+fn write_confusion_csv(
+    path: &Path,
+    confusion: &[Vec<usize>],
+    names: &[&str],
+) -> anyhow::Result<()> {
+    let write = || -> anyhow::Result<()> {
+        let mut csv = csv::Writer::from_path(path)?;
+        csv.write_record(std::iter::once("true\\predicted").chain(names.iter().copied()))?;
+        for (name, row) in names.iter().zip(confusion) {
+            csv.write_record(
+                std::iter::once(name.to_string()).chain(row.iter().map(usize::to_string)),
+            )?;
+        }
+        csv.flush()?;
+        Ok(())
+    };
+    write().with_context(|| format!("writing {}", path.display()))
 }
 
 /// Jensen-Shannon divergence (natural log, so at most ln 2) between two distributions, each

@@ -13,17 +13,22 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::prelude::*;
 use burn_onnx::export::{AxisSpec, InputSpec as OnnxInput, OnnxExporter};
+use edge_fer::classify::argmax;
 use edge_fer::model_card::{ModelCard, OutputKind, OutputSpec};
 use onnx_ir::{Message, ModelProto};
 use serde::Serialize;
 
+use anyhow::Context;
+
 use crate::augment::Plan;
+use crate::config::TrainingConfig;
 use crate::data::Expression;
-use crate::eval::{argmax, latest_checkpoint, load_model};
-use crate::fit::{datasets, FitConfig};
+use crate::eval::load_model;
+use crate::faces::datasets;
 use crate::model::lanet::{ExpressionNet, LaNet};
 use crate::prepare::Cache;
-use crate::training::{input_spec, make_batch, normalisation, AlignedFace};
+use crate::run_dir::RunDir;
+use crate::training::{input_spec, make_batch, normalisation, CachedCrop};
 
 /// The graph's input name.
 pub const INPUT_NAME: &str = "images";
@@ -53,18 +58,18 @@ pub struct ExportReport {
 /// config, an export the runtime cannot load, parity worse than 1e-3, or an output folder that
 /// cannot be written.
 pub fn export(
-    run: &Path,
+    run: &RunDir,
     checkpoint: Option<&Path>,
     out: &Path,
     name: &str,
-) -> Result<ExportReport, String> {
-    let config = FitConfig::load(run)?;
+) -> anyhow::Result<ExportReport> {
+    let config = run.read_config()?;
     let checkpoint = match checkpoint {
-        Some(c) if !c.is_file() => return Err(format!("{}: no such checkpoint", c.display())),
+        Some(c) if !c.is_file() => anyhow::bail!("{}: no such checkpoint", c.display()),
         Some(c) => c.to_path_buf(),
-        None => latest_checkpoint(run)?,
+        None => run.newest_checkpoint()?,
     };
-    let (classes, alignment, data) = match &config.data {
+    let (classes, alignment, data) = match &config.data.cache {
         Some(dir) => {
             let cache = Cache::open(dir)?;
             let s = cache.summary;
@@ -72,22 +77,25 @@ pub fn export(
         }
         None => (
             7,
-            crate::fit::default_alignment()?,
+            edge_fer::align::Alignment::builtin(),
             format!(
                 "synthetic faces (train::data::synthetic), {} for training, seed {}",
-                config.train_faces, config.seed
+                config.data.train_faces, config.seed
             ),
         ),
     };
     let device = Device::flex();
     let (_, net) = load_model(run, &checkpoint, classes, &device)?;
     let net = net.valid();
-    let size = config.input_size;
+    let size = config.model.input_size;
 
     // Only the inference path, as its own module: the exporter embeds every weight of the module
     // it is given. It is a deep copy, which also matters because the exporter moves a clone to
     // its capture device and a clone shares BatchNorm's running statistics with `net`.
-    let inference = net.expression_net(&config.lanet(classes), &device).valid();
+    let inference = net
+        .expression()
+        .for_inference(&config.model_for(classes), &device)
+        .valid();
     let onnx = to_onnx(&inference, size, &device)?;
     let sha256 = edge_fer::checksum::sha256_hex(&onnx);
 
@@ -105,7 +113,7 @@ pub fn export(
         format!(
             "{}; the export is the expression path alone{}",
             config.describe(),
-            if config.arm {
+            if config.model.arm.is_some() {
                 ", with ARM's de-albino pooling and its affinity shift folded into the classifier's bias"
             } else {
                 ""
@@ -117,16 +125,16 @@ pub fn export(
         "backbone",
         format!(
             "{} width {} ({} blocks per stage), {}x{} input",
-            if config.resnet50 {
+            if config.model.resnet50 {
                 "ResNet-50"
             } else {
                 "ResNet (basic blocks)"
             },
-            config.width,
-            if config.resnet50 {
+            config.model.width,
+            if config.model.resnet50 {
                 "3,4,6,3".to_string()
             } else {
-                config.blocks.to_string()
+                config.model.blocks.to_string()
             },
             size,
             size
@@ -136,8 +144,8 @@ pub fn export(
     put("data", data.into());
     put(
         "noise",
-        match config.noise {
-            Some((kind, rate)) => format!("{kind:?} at {rate}").into(),
+        match &config.data.noise {
+            Some(n) => format!("{:?} at {}", n.kind, n.rate).into(),
             None => "none".into(),
         },
     );
@@ -176,15 +184,18 @@ pub fn export(
         provenance,
         licence: "MIT OR Apache-2.0 (weights trained by edge-fer's train; check the licence of the training data)".into(),
     };
-    let card_text = serde_json::to_string_pretty(&card).map_err(|e| e.to_string())?;
+    let card_text = serde_json::to_string_pretty(&card).expect("a model card serialises");
 
     // Parity before anything is written: the runtime loads the pair from a scratch folder and
     // must reproduce burn's logits on real crops at batch 1 and batch 4.
     let scratch = tempdir_in(out)?;
-    std::fs::write(scratch.join("model.onnx"), &onnx)
-        .map_err(|e| format!("{}: {e}", scratch.join("model.onnx").display()))?;
-    std::fs::write(scratch.join("model.json"), &card_text)
-        .map_err(|e| format!("{}: {e}", scratch.join("model.json").display()))?;
+    for (file, bytes) in [
+        ("model.onnx", onnx.as_slice()),
+        ("model.json", card_text.as_bytes()),
+    ] {
+        let path = scratch.join(file);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
     let parity = check_parity(&net, &scratch.join("model.json"), &config, &device);
     let _ = std::fs::remove_dir_all(&scratch);
     let (max_abs_diff, same_argmax) = parity?;
@@ -194,9 +205,9 @@ pub fn export(
         .any(|&(_, d)| !d.is_finite() || d > 1e-3)
         || !same_argmax
     {
-        return Err(format!(
+        anyhow::bail!(
             "the exported model does not reproduce burn's logits (max differences {max_abs_diff:?}, same argmax: {same_argmax}); nothing written"
-        ));
+        );
     }
 
     for (file, bytes) in [
@@ -204,7 +215,8 @@ pub fn export(
         ("model.json", card_text.as_bytes()),
     ] {
         let path = out.join(file);
-        crate::fit::write_atomic(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::durable::write_atomic(&path, bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExportReport {
         checkpoint,
@@ -216,18 +228,17 @@ pub fn export(
 }
 
 /// A fresh scratch folder inside `out` (created, with `out`, if needed).
-fn tempdir_in(out: &Path) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+fn tempdir_in(out: &Path) -> anyhow::Result<PathBuf> {
     let dir = out.join(format!(".export-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
 
 /// The ONNX bytes of `net`'s inference path for `size` x `size` RGB input, batch axis symbolic.
 ///
 /// # Errors
-/// A message if burn-onnx cannot capture or lower the graph.
-pub fn to_onnx(net: &ExpressionNet, size: u32, device: &Device) -> Result<Vec<u8>, String> {
+/// If burn-onnx cannot capture or lower the graph.
+pub fn to_onnx(net: &ExpressionNet, size: u32, device: &Device) -> anyhow::Result<Vec<u8>> {
     let s = size as usize;
     let sample = Tensor::<4>::zeros([2, 3, s, s], device);
     let validation = Tensor::<4>::zeros([3, 3, s, s], device);
@@ -241,20 +252,19 @@ pub fn to_onnx(net: &ExpressionNet, size: u32, device: &Device) -> Result<Vec<u8
         .export_dynamic(net, sample, validation, &specs, |m: &ExpressionNet, x| {
             m.forward(x)
         })
-        .map_err(|e| format!("ONNX export failed: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("ONNX export failed: {e}"))?;
     rename_io(model.as_bytes(), INPUT_NAME, OUTPUT_NAME)
 }
 
 /// Renames a one-input, one-output graph's boundary tensors everywhere they are referenced.
-fn rename_io(bytes: &[u8], input: &str, output: &str) -> Result<Vec<u8>, String> {
-    let mut model =
-        ModelProto::parse_from_bytes(bytes).map_err(|e| format!("reading the export: {e}"))?;
+fn rename_io(bytes: &[u8], input: &str, output: &str) -> anyhow::Result<Vec<u8>> {
+    let mut model = ModelProto::parse_from_bytes(bytes).context("reading the export")?;
     let graph = model.graph.mut_or_insert_default();
     let (Some(old_in), Some(old_out)) = (
         graph.input.first().map(|v| v.name.clone()),
         graph.output.first().map(|v| v.name.clone()),
     ) else {
-        return Err("the exported graph has no input or output".into());
+        anyhow::bail!("the exported graph has no input or output");
     };
     let rename = |name: &mut String| {
         if *name == old_in {
@@ -274,13 +284,11 @@ fn rename_io(bytes: &[u8], input: &str, output: &str) -> Result<Vec<u8>, String>
         node.output.iter_mut().for_each(rename);
     }
     model.producer_name = "edge-fer train".into();
-    model
-        .write_to_bytes()
-        .map_err(|e| format!("writing the export: {e}"))
+    model.write_to_bytes().context("writing the export")
 }
 
 /// Clean test crops of the run (the first `n`).
-fn parity_crops(config: &FitConfig, n: usize) -> Result<Vec<AlignedFace>, String> {
+fn parity_crops(config: &TrainingConfig, n: usize) -> anyhow::Result<Vec<CachedCrop>> {
     let (_, test) = datasets(config)?;
     (0..n.min(test.len()))
         .map(|i| test.face(i).map(|f| f.into_owned()))
@@ -292,17 +300,17 @@ fn parity_crops(config: &FitConfig, n: usize) -> Result<Vec<AlignedFace>, String
 fn check_parity(
     net: &LaNet,
     card: &Path,
-    config: &FitConfig,
+    config: &TrainingConfig,
     device: &Device,
-) -> Result<(Vec<(usize, f32)>, bool), String> {
-    let classifier = edge_fer::Classifier::load(card).map_err(|e| e.chain().to_string())?;
+) -> anyhow::Result<(Vec<(usize, f32)>, bool)> {
+    let classifier = edge_fer::Classifier::load(card)?;
     let crops = parity_crops(config, 4)?;
     let mut diffs = Vec::new();
     let mut same = true;
     for batch in [1usize, 4] {
-        let faces: Vec<&AlignedFace> = crops.iter().take(batch).collect();
+        let faces: Vec<&CachedCrop> = crops.iter().take(batch).collect();
         let n = faces.len();
-        let size = config.input_size;
+        let size = config.model.input_size;
         let b = make_batch(
             &faces,
             vec![0; n],
@@ -311,20 +319,19 @@ fn check_parity(
             device,
         );
         let ours: Vec<f32> = net
-            .forward_expression(b.images.clone())
+            .expression()
+            .forward(b.images.clone())
             .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let input: Vec<f32> = b
             .images
             .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()
-            .map_err(|e| format!("{e:?}"))?;
-        let theirs = classifier
-            .run_raw(&input, n)
-            .map_err(|e| e.chain().to_string())?;
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let theirs = classifier.run_raw(&input, n)?;
         let k = ours.len() / n.max(1);
         let diff = ours
             .iter()
@@ -344,18 +351,18 @@ fn check_parity(
 ///
 /// # Errors
 /// A message naming the file that could not be written or read.
-pub fn write_test_crops(run: &Path, out: &Path) -> Result<usize, String> {
-    let config = FitConfig::load(run)?;
+pub fn write_test_crops(run: &RunDir, out: &Path) -> anyhow::Result<usize> {
+    let config = run.read_config()?;
     let (_, test) = datasets(&config)?;
     for i in 0..test.len() {
         let label = Expression::ALL[test.labels[i]].name();
         let dir = out.join(label);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{i:06}.png"));
         test.face(i)?
             .crop
             .save(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(test.len())
 }

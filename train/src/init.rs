@@ -6,6 +6,7 @@
 //! BatchNorm); the landmark branch then starts as a copy of layers 2-4, as in LA-Net. The
 //! classifier (`fc`) is not loaded: its classes are ImageNet's, not ours.
 
+use anyhow::Context;
 use std::path::Path;
 
 use burn::store::{ModuleSnapshot, PytorchStore};
@@ -31,46 +32,62 @@ pub fn from_pytorch(
     net: LaNet,
     path: &Path,
     bottleneck: bool,
-) -> Result<(LaNet, InitReport), String> {
+) -> anyhow::Result<(LaNet, InitReport)> {
     if !path.is_file() {
-        return Err(format!("{}: no such file", path.display()));
+        anyhow::bail!("{}: no such file", path.display());
     }
     let blocks = if bottleneck { "bottlenecks" } else { "blocks" };
     let mut store = PytorchStore::from_file(path)
-        .with_key_remapping(r"^conv1\.", "stem.conv.")
-        .with_key_remapping(r"^bn1\.", "stem.bn.")
-        .with_key_remapping(r"^layer1\.(\d+)\.", format!("layer1.{blocks}.$1."))
-        .with_key_remapping(r"^layer2\.(\d+)\.", format!("expr.0.{blocks}.$1."))
-        .with_key_remapping(r"^layer3\.(\d+)\.", format!("expr.1.{blocks}.$1."))
-        .with_key_remapping(r"^layer4\.(\d+)\.", format!("expr.2.{blocks}.$1."))
+        .with_key_remapping(r"^conv1\.", "expression.stem.conv.")
+        .with_key_remapping(r"^bn1\.", "expression.stem.bn.")
+        .with_key_remapping(
+            r"^layer1\.(\d+)\.",
+            format!("expression.layer1.{blocks}.$1."),
+        )
+        .with_key_remapping(
+            r"^layer2\.(\d+)\.",
+            format!("expression.expr.0.{blocks}.$1."),
+        )
+        .with_key_remapping(
+            r"^layer3\.(\d+)\.",
+            format!("expression.expr.1.{blocks}.$1."),
+        )
+        .with_key_remapping(
+            r"^layer4\.(\d+)\.",
+            format!("expression.expr.2.{blocks}.$1."),
+        )
         .with_key_remapping(r"\.downsample\.0\.", ".downsample.conv.")
         .with_key_remapping(r"\.downsample\.1\.", ".downsample.bn.")
         .allow_partial(true);
     let mut net = net;
     let result = net
         .load_from(&mut store)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .with_context(|| path.display().to_string())?;
     if !result.errors.is_empty() {
-        return Err(format!(
+        anyhow::bail!(
             "{}: does not fit the configured backbone: {:?}",
             path.display(),
             result.errors
-        ));
+        );
     }
     // Everything of the inference path but the classifier must come from the file.
     let missing: Vec<&str> = result
         .missing
         .iter()
         .map(|(p, _)| p.as_str())
-        .filter(|p| p.starts_with("stem.") || p.starts_with("layer1.") || p.starts_with("expr."))
+        .filter(|p| {
+            ["stem.", "layer1.", "expr."]
+                .iter()
+                .any(|part| p.starts_with(&format!("expression.{part}")))
+        })
         .collect();
     if !missing.is_empty() {
-        return Err(format!(
+        anyhow::bail!(
             "{}: lacks {} backbone tensors (first: {}); is it a ResNet of this width and depth, saved with torchvision's names?",
             path.display(),
             missing.len(),
             missing[0]
-        ));
+        );
     }
     let report = InitReport {
         applied: result.applied.len(),

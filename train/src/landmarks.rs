@@ -93,17 +93,14 @@ mod tests {
         let (heat, weight) = heatmap_targets(&points, 8, 8, &HeatmapConfig::default());
         for (l, &[px, py]) in points.iter().enumerate() {
             let map = &heat[l * 64..(l + 1) * 64];
-            let best = map
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+            let best = edge_fer::classify::argmax(map);
             assert_eq!(
-                (best.0 % 8, best.0 / 8),
+                (best % 8, best / 8),
                 (px as usize, py as usize),
                 "landmark {l}"
             );
-            assert_eq!(best.1, 1.0);
-            assert_eq!(weight[l * 64 + best.0], 10.0);
+            assert_eq!(map[best], 1.0);
+            assert_eq!(weight[l * 64 + best], 10.0);
         }
         // One pixel away the Gaussian is exp(-1 / 4.5); three away it is below the 0.2 threshold
         // but the dilation still reaches two pixels out.

@@ -6,23 +6,30 @@
 //! Data: one canonical label order ([`data::Expression`]), readers for the datasets people use
 //! (RAF-DB, FERPlus, AffectNet, a folder per label), seeded label noise that remembers what it
 //! flipped, the progressively balanced sampler, synthetic faces, and [`prepare`]'s crop cache made
-//! with the runtime's own detection and alignment. Model: [`model`] (ResNet, LA-Net, LDE, MoCo, ARM),
-//! [`loss`], one step in [`training`], the loop in [`fit`] with [`state`] for exact resumption,
-//! [`eval`], and [`export`] of the inference path to ONNX with its model card.
+//! with the runtime's own detection and alignment; [`faces`] turns either into batches. Model:
+//! [`model`] (ResNet, LA-Net, LDE, MoCo, ARM), [`loss`], one step in [`training`]. A run: its
+//! [`config`] (one `TrainingConfig`, saved with the run), its folder ([`run_dir`]), the loop in
+//! [`fit`] with [`state`] for exact resumption and [`metrics`] per epoch, [`eval`], and [`export`]
+//! of the inference path to ONNX with its model card.
 #![warn(missing_docs)]
 
 pub mod augment;
+pub mod config;
 pub mod data;
+pub mod durable;
 pub mod eval;
 pub mod export;
+pub mod faces;
 pub mod fit;
 pub mod init;
 pub mod landmarks;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod plot;
 pub mod prepare;
 pub mod relabel;
 pub mod rng;
+pub mod run_dir;
 pub mod state;
 pub mod training;

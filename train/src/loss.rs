@@ -5,6 +5,7 @@
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::TensorData;
+use edge_fer::classify::argmax;
 
 /// `KL(targets || softmax(logits))` with "batchmean" reduction:
 /// `sum_i sum_c t_ic (ln t_ic - log_softmax(logits)_ic) / N`, with `0 ln 0 = 0`.
@@ -98,10 +99,8 @@ pub fn pseudo_labels(
         .chunks(classes)
         .zip(dataset_indices)
         .map(|(row, &idx)| {
-            let (best, p) =
-                row.iter()
-                    .enumerate()
-                    .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+            let best = argmax(row);
+            let p = row[best];
             if p >= threshold {
                 best as i64
             } else {

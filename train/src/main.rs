@@ -5,22 +5,25 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use train::config::{Method, TrainingConfig};
 use train::data::noise::{inject, Noise, NoiseKind};
 use train::data::{affectnet, ferplus, folder, rafdb, ClassSet, Expression, Loaded, Split};
+use train::run_dir::RunDir;
 
-/// `println!` that ends quietly on a closed stdout (`train eval ... | head`) instead of panicking.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-            eprintln!("train: writing standard output: {e}");
-            std::process::exit(1);
-        }
-    }};
+/// A line on standard output; an error (a closed pipe among them) goes up to `main`.
+fn outln(line: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    writeln!(std::io::stdout(), "{line}").context("writing standard output")
+}
+
+/// Whether `e` comes from a closed standard output (`train eval ... | head`): not a failure.
+fn closed_stdout(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Train expression models for edge-fer.
@@ -114,123 +117,140 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct FitArgs {
-    /// Output folder.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Continue the run in OUT from its newest good state, with its saved config (other options
-    /// are ignored).
+    /// The run's folder: config.json, metrics.jsonl, checkpoints, states.
+    #[arg(long, value_name = "DIR", required_unless_present = "print_config")]
+    out: Option<PathBuf>,
+    /// A config file (JSON, as `--print-config` prints it; settings left out keep their
+    /// defaults, an unknown one is refused). The options below override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the resolved config as JSON and exit without training.
     #[arg(long)]
+    print_config: bool,
+    /// Continue the run in OUT from its newest good state, with its saved config.json (no other
+    /// setting may be given).
+    #[arg(long, conflicts_with = "config")]
     resume: bool,
-    /// A cache from `train prepare`; synthetic faces if absent.
-    #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
-    /// A second cache to test on (default: the test or val split of --data).
-    #[arg(long, value_name = "DIR")]
-    test_data: Option<PathBuf>,
-    /// Training method.
-    #[arg(long, value_enum, default_value_t = MethodArg::Lanet)]
-    method: MethodArg,
-    /// Label noise on the training labels.
-    #[arg(long, value_enum)]
-    noise: Option<NoiseArg>,
-    /// Fraction of training labels to flip.
-    #[arg(long, default_value_t = 0.3)]
-    noise_rate: f64,
-    /// Epochs (LA-Net's 80; the synthetic CPU experiment uses 15).
-    #[arg(long, default_value_t = 80)]
-    epochs: usize,
-    /// Synthetic training faces.
-    #[arg(long, default_value_t = 1400)]
-    train_faces: u64,
-    /// Synthetic test faces.
-    #[arg(long, default_value_t = 700)]
-    test_faces: u64,
-    /// Input crop side (multiple of 32; must match a cache's).
-    #[arg(long, default_value_t = 224)]
-    size: u32,
-    /// Backbone width (64 = ResNet-18; the synthetic CPU experiment uses 8).
-    #[arg(long, default_value_t = 64)]
-    width: usize,
-    /// Basic blocks per stage (2 = ResNet-18).
-    #[arg(long, default_value_t = 2)]
-    blocks: usize,
-    /// ResNet-50 backbone (bottleneck blocks 3, 4, 6, 3; --blocks is ignored).
-    #[arg(long)]
-    resnet50: bool,
-    /// Start the backbone from a PyTorch ResNet checkpoint with torchvision's names (e.g.
-    /// torchvision's resnet18 weights, or an MS-Celeb-1M face-pretrained ResNet-18); the width
-    /// and depth options must match it.
-    #[arg(long, value_name = "FILE.pth")]
-    init: Option<PathBuf>,
-    /// Predict heatmaps for these dlib landmark indices only (comma-separated, e.g. the eye
-    /// corners, nose tip and mouth corners 36,39,42,45,30,48,54); all 68 by default.
-    #[arg(long, value_name = "I,J,...", value_delimiter = ',')]
-    landmarks: Option<Vec<usize>>,
-    /// Batch size.
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
-    /// Initial learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// LDE neighbours.
-    #[arg(long, default_value_t = 8)]
-    k: usize,
-    /// LDE history weight w in target = w * history + (1 - w) * neighbours. Each sample's
-    /// one-hot label keeps weight w^epochs, so short runs need a smaller w than the paper's 0.9
-    /// over 80 epochs.
-    #[arg(long, default_value_t = 0.9)]
-    history_momentum: f64,
-    /// Weight of the landmark (Adaptive Wing) loss.
-    #[arg(long, default_value_t = 1.0)]
-    landmark_weight: f64,
-    /// Weight of the KL loss to the LDE targets.
-    #[arg(long, default_value_t = 1.0)]
-    kl_weight: f64,
-    /// Weight of the expression-landmark contrastive loss (0 = off).
-    #[arg(long, default_value_t = 0.1)]
-    contrastive_weight: f64,
-    /// Contrastive queue length per modality.
-    #[arg(long, default_value_t = 8192)]
-    queue: usize,
-    /// Weight of the supervised contrastive loss on a projection of the expression feature
-    /// (second method; 0 = off).
-    #[arg(long, default_value_t = 0.0)]
-    scl_weight: f64,
-    /// Temperature of the supervised contrastive loss.
-    #[arg(long, default_value_t = 0.1)]
-    scl_temperature: f64,
-    /// UERM: after each epoch, relabel among this fraction of the most uncertain training
-    /// samples (0 = off).
-    #[arg(long, default_value_t = 0.0)]
-    relabel_fraction: f64,
-    /// UERM: a sample is relabelled when its top class beats its label's probability by more
-    /// than this.
-    #[arg(long, default_value_t = 0.2)]
-    relabel_margin: f32,
-    /// UERM: the first epoch after which labels may change.
-    #[arg(long, default_value_t = 5)]
-    relabel_from: usize,
-    /// UERM: epochs of predictions averaged for the uncertainty.
-    #[arg(long, default_value_t = 3)]
-    uncertainty_window: usize,
-    /// ARM: de-albino pooling of the last feature map and minibatch affinity sharing.
-    #[arg(long)]
-    arm: bool,
-    /// ARM's de-albino kernel side (0: half the last map's side, rounded up).
-    #[arg(long, default_value_t = 0)]
-    arm_kernel: usize,
-    /// ARM's kernel stride.
-    #[arg(long, default_value_t = 1)]
-    arm_stride: usize,
-    /// Train without augmentation.
-    #[arg(long)]
-    no_augment: bool,
     /// Device: cpu, or cuda:N (needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     device: String,
+    #[command(flatten)]
+    set: Settings,
+}
+
+/// Options that override one setting each of the config (its path in the JSON in brackets; the
+/// default shown in `--help` is read from the config's defaults there).
+#[derive(Debug, Args, Default, PartialEq)]
+#[command(next_help_heading = "Settings (each overrides the config at the path in brackets)")]
+struct Settings {
+    /// Training method [method].
+    #[arg(long, value_enum)]
+    method: Option<MethodArg>,
+    /// A cache from `train prepare`; synthetic faces if absent [data.cache].
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// A second cache to test on (default: the test or val split of --data) [data.test_cache].
+    #[arg(long, value_name = "DIR")]
+    test_data: Option<PathBuf>,
+    /// Synthetic training faces [data.train_faces].
+    #[arg(long)]
+    train_faces: Option<u64>,
+    /// Synthetic test faces [data.test_faces].
+    #[arg(long)]
+    test_faces: Option<u64>,
+    /// Label noise on the training labels [data.noise.kind].
+    #[arg(long, value_enum)]
+    noise: Option<NoiseArg>,
+    /// Fraction of training labels to flip [data.noise.rate].
+    #[arg(long)]
+    noise_rate: Option<f64>,
+    /// Classes of the data: 7, or 8 with contempt [model.classes].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(7..=8))]
+    classes: Option<u8>,
+    /// Input crop side, a multiple of 32 (must match a cache's) [model.input_size].
+    #[arg(long, visible_alias = "input-size")]
+    size: Option<u32>,
+    /// Backbone width (64 = ResNet-18) [model.width].
+    #[arg(long)]
+    width: Option<usize>,
+    /// Basic blocks per stage (2 = ResNet-18) [model.blocks].
+    #[arg(long)]
+    blocks: Option<usize>,
+    /// ResNet-50 backbone (bottleneck blocks 3, 4, 6, 3; --blocks is ignored) [model.resnet50].
+    #[arg(long)]
+    resnet50: bool,
+    /// Predict heatmaps for these dlib landmark indices only (comma-separated, e.g. the eye
+    /// corners, nose tip and mouth corners 36,39,42,45,30,48,54) [model.landmarks].
+    #[arg(long, value_name = "I,J,...", value_delimiter = ',')]
+    landmarks: Option<Vec<usize>>,
+    /// ARM: de-albino pooling of the last feature map and minibatch affinity sharing
+    /// [model.arm].
+    #[arg(long)]
+    arm: bool,
+    /// ARM's de-albino kernel side (0: half the last map's side, rounded up) [model.arm.kernel].
+    #[arg(long)]
+    arm_kernel: Option<usize>,
+    /// ARM's kernel stride [model.arm.stride].
+    #[arg(long)]
+    arm_stride: Option<usize>,
+    /// Start the backbone from a PyTorch ResNet checkpoint with torchvision's names; the width
+    /// and depth options must match it [init].
+    #[arg(long, value_name = "FILE.pth")]
+    init: Option<PathBuf>,
+    /// Epochs [epochs].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Batch size [batch].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Initial learning rate, decayed linearly to 0 [lr].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Seed [seed].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Train without augmentation [augment].
+    #[arg(long)]
+    no_augment: bool,
+    /// LDE neighbours [lde.k].
+    #[arg(long)]
+    k: Option<usize>,
+    /// LDE history weight w in target = w * history + (1 - w) * neighbours [lde.momentum].
+    #[arg(long, visible_alias = "lde-momentum")]
+    history_momentum: Option<f64>,
+    /// Weight of the landmark (Adaptive Wing) loss [loss.landmark].
+    #[arg(long)]
+    landmark_weight: Option<f64>,
+    /// Weight of the KL loss to the LDE targets [loss.kl].
+    #[arg(long)]
+    kl_weight: Option<f64>,
+    /// Weight of the expression-landmark contrastive loss (0 = off) [loss.contrastive].
+    #[arg(long)]
+    contrastive_weight: Option<f64>,
+    /// Contrastive queue length per modality [contrastive.queue].
+    #[arg(long)]
+    queue: Option<usize>,
+    /// Supervised contrastive loss on a projection of the expression feature, at this weight
+    /// (0 = off) [scl.weight].
+    #[arg(long)]
+    scl_weight: Option<f64>,
+    /// Temperature of the supervised contrastive loss [scl.temperature].
+    #[arg(long)]
+    scl_temperature: Option<f64>,
+    /// UERM: after each epoch, relabel among this fraction of the most uncertain training
+    /// samples (0 = off) [uerm.fraction].
+    #[arg(long)]
+    relabel_fraction: Option<f64>,
+    /// UERM: a sample is relabelled when its top class beats its label's probability by more
+    /// than this [uerm.margin].
+    #[arg(long)]
+    relabel_margin: Option<f32>,
+    /// UERM: the first epoch after which labels may change [uerm.from].
+    #[arg(long)]
+    relabel_from: Option<usize>,
+    /// UERM: epochs of predictions averaged for the uncertainty [uerm.window].
+    #[arg(long)]
+    uncertainty_window: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,13 +285,13 @@ struct InspectOptions {
     seed: u64,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum MethodArg {
     Lanet,
     Ce,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum NoiseArg {
     Symmetric,
     Asymmetric,
@@ -286,9 +306,77 @@ impl From<NoiseArg> for NoiseKind {
     }
 }
 
+/// The default at dotted `path` of the config's JSON, as `--help` shows it; inside a section that
+/// is off by default, the value it starts from when turned on. `None` for a whole section.
+fn default_at(
+    defaults: &serde_json::Value,
+    sections: &[(&str, serde_json::Value)],
+    path: &str,
+) -> Option<String> {
+    let mut value = defaults;
+    let mut within_off = false;
+    let mut at = String::new();
+    for key in path.split('.') {
+        if value.is_null() {
+            value = &sections.iter().find(|(p, _)| *p == at)?.1;
+            within_off = true;
+        }
+        value = value.get(key)?;
+        at = if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        };
+    }
+    let shown = match value {
+        serde_json::Value::Null => "off".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(_) => return None,
+        v => v.to_string(),
+    };
+    Some(if within_off {
+        format!("off; {shown} once on")
+    } else {
+        shown
+    })
+}
+
+/// `cmd` with each `fit` setting's help ending in its default, read from the config's defaults
+/// at the path the help names in brackets (`[model.width]`), so the values are written once.
+fn with_config_defaults(cmd: clap::Command) -> clap::Command {
+    let defaults: serde_json::Value =
+        serde_json::from_str(&train::config::layers::to_json(&TrainingConfig::new()))
+            .expect("the default config is JSON");
+    cmd.mut_subcommand("fit", |fit| {
+        let sections = train::config::layers::section_defaults();
+        let ids: Vec<clap::Id> = fit.get_arguments().map(|a| a.get_id().clone()).collect();
+        ids.into_iter().fold(fit, |fit, id| {
+            fit.mut_arg(id, |arg| {
+                let Some(help) = arg.get_help().map(ToString::to_string) else {
+                    return arg;
+                };
+                let Some(shown) = help
+                    .rsplit_once('[')
+                    .and_then(|(_, p)| p.strip_suffix(']'))
+                    .and_then(|path| default_at(&defaults, &sections, path))
+                else {
+                    return arg;
+                };
+                arg.help(format!("{help} [default: {shown}]"))
+            })
+        })
+    })
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let matches = with_config_defaults(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if closed_stdout(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("train: {e:#}");
             ExitCode::from(1)
@@ -307,10 +395,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             classes,
         } => synth(&out, count, size, seed, classes),
         Command::Eval { run } => {
-            let report = train::eval::evaluate(&run, &burn::prelude::Device::flex())
-                .map_err(anyhow::Error::msg)?;
-            outln!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(())
+            let report = train::eval::evaluate(&RunDir::new(run), &burn::prelude::Device::flex())?;
+            outln(&serde_json::to_string_pretty(&report)?)
         }
         Command::Prepare {
             dataset,
@@ -330,15 +416,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out.file_name()
                     .map_or("lanet".into(), |n| n.to_string_lossy().into_owned())
             });
-            let report = train::export::export(&run, checkpoint.as_deref(), &out, &name)
-                .map_err(anyhow::Error::msg)?;
-            outln!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(())
+            let report =
+                train::export::export(&RunDir::new(run), checkpoint.as_deref(), &out, &name)?;
+            outln(&serde_json::to_string_pretty(&report)?)
         }
         Command::Crops { run, out } => {
-            let n = train::export::write_test_crops(&run, &out).map_err(anyhow::Error::msg)?;
-            outln!("wrote {n} test crops to {}", out.display());
-            Ok(())
+            let n = train::export::write_test_crops(&RunDir::new(run), &out)?;
+            outln(&format!("wrote {n} test crops to {}", out.display()))
         }
     }
 }
@@ -364,57 +448,127 @@ fn device(name: &str) -> anyhow::Result<burn::prelude::Device> {
     )
 }
 
-fn fit(args: FitArgs) -> anyhow::Result<()> {
-    use train::fit::{FitConfig, Method};
-    let config = if args.resume {
-        FitConfig::load(&args.out).map_err(anyhow::Error::msg)?
-    } else {
-        FitConfig {
-            method: match args.method {
+/// `sub` of a section that is off: a clear error instead of turning it on by the back door.
+fn section<'a, T>(
+    section: &'a mut Option<T>,
+    flag: &str,
+    switch: &str,
+) -> anyhow::Result<&'a mut T> {
+    section
+        .as_mut()
+        .ok_or_else(|| anyhow::anyhow!("{flag} needs {switch} (or a config file that sets it)"))
+}
+
+impl Settings {
+    /// Applies every given option to `config`, in the config's order.
+    fn apply(self, config: &mut TrainingConfig) -> anyhow::Result<()> {
+        use train::config::{NoiseConfig, SclConfig, UermConfig};
+        use train::model::lanet::ArmOptions;
+        if let Some(m) = self.method {
+            config.method = match m {
                 MethodArg::Lanet => Method::Lanet,
                 MethodArg::Ce => Method::Ce,
-            },
-            data: args.data,
-            test_data: args.test_data,
-            noise: args.noise.map(|n| (NoiseKind::from(n), args.noise_rate)),
-            epochs: args.epochs,
-            train_faces: args.train_faces,
-            test_faces: args.test_faces,
-            input_size: args.size,
-            width: args.width,
-            blocks: args.blocks,
-            resnet50: args.resnet50,
-            init: args.init,
-            landmark_subset: args.landmarks,
-            batch: args.batch,
-            lr: args.lr,
-            seed: args.seed,
-            k: args.k,
-            momentum: args.history_momentum,
-            landmark_weight: args.landmark_weight,
-            kl_weight: args.kl_weight,
-            contrastive_weight: args.contrastive_weight,
-            queue: args.queue,
-            augment: if args.no_augment {
-                train::augment::Augment::none()
-            } else {
-                train::augment::Augment::default()
-            },
-            scl_weight: args.scl_weight,
-            scl_temperature: args.scl_temperature,
-            relabel_fraction: args.relabel_fraction,
-            relabel_margin: args.relabel_margin,
-            relabel_from: args.relabel_from,
-            uncertainty_window: args.uncertainty_window,
-            arm: args.arm,
-            arm_kernel: args.arm_kernel,
-            arm_stride: args.arm_stride,
-            ..Default::default()
+            };
         }
+        let data = &mut config.data;
+        set(&mut data.cache, self.data.map(Some));
+        set(&mut data.test_cache, self.test_data.map(Some));
+        set(&mut data.train_faces, self.train_faces);
+        set(&mut data.test_faces, self.test_faces);
+        if let Some(kind) = self.noise {
+            let kind = NoiseKind::from(kind);
+            match &mut data.noise {
+                Some(n) => n.kind = kind,
+                None => data.noise = Some(NoiseConfig::new(kind)),
+            }
+        }
+        if let Some(rate) = self.noise_rate {
+            section(&mut data.noise, "--noise-rate", "--noise")?.rate = rate;
+        }
+        let model = &mut config.model;
+        set(&mut model.classes, self.classes.map(usize::from));
+        set(&mut model.input_size, self.size);
+        set(&mut model.width, self.width);
+        set(&mut model.blocks, self.blocks);
+        model.resnet50 |= self.resnet50;
+        set(&mut model.landmarks, self.landmarks.map(Some));
+        if self.arm && model.arm.is_none() {
+            model.arm = Some(ArmOptions::new());
+        }
+        if let Some(k) = self.arm_kernel {
+            section(&mut model.arm, "--arm-kernel", "--arm")?.kernel = k;
+        }
+        if let Some(s) = self.arm_stride {
+            section(&mut model.arm, "--arm-stride", "--arm")?.stride = s;
+        }
+        set(&mut config.init, self.init.map(Some));
+        set(&mut config.epochs, self.epochs);
+        set(&mut config.batch, self.batch);
+        set(&mut config.lr, self.lr);
+        set(&mut config.seed, self.seed);
+        if self.no_augment {
+            config.augment = train::augment::Augment::none();
+        }
+        set(&mut config.lde.k, self.k);
+        set(&mut config.lde.momentum, self.history_momentum);
+        set(&mut config.loss.landmark, self.landmark_weight);
+        set(&mut config.loss.kl, self.kl_weight);
+        set(&mut config.loss.contrastive, self.contrastive_weight);
+        set(&mut config.contrastive.queue, self.queue);
+        match self.scl_weight {
+            Some(0.0) => config.scl = None,
+            Some(w) => config.scl.get_or_insert_with(SclConfig::new).weight = w,
+            None => {}
+        }
+        if let Some(t) = self.scl_temperature {
+            section(&mut config.scl, "--scl-temperature", "--scl-weight")?.temperature = t;
+        }
+        match self.relabel_fraction {
+            Some(0.0) => config.uerm = None,
+            Some(f) => config.uerm.get_or_insert_with(UermConfig::new).fraction = f,
+            None => {}
+        }
+        let uerm = "--relabel-fraction";
+        if let Some(m) = self.relabel_margin {
+            section(&mut config.uerm, "--relabel-margin", uerm)?.margin = m;
+        }
+        if let Some(e) = self.relabel_from {
+            section(&mut config.uerm, "--relabel-from", uerm)?.from = e;
+        }
+        if let Some(w) = self.uncertainty_window {
+            section(&mut config.uerm, "--uncertainty-window", uerm)?.window = w;
+        }
+        Ok(())
+    }
+}
+
+/// Sets `slot` when the option was given.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn fit(args: FitArgs) -> anyhow::Result<()> {
+    let config = if args.resume {
+        anyhow::ensure!(
+            args.set == Settings::default(),
+            "--resume continues with the run's saved config.json; give no other setting"
+        );
+        let out = args.out.as_ref().context("--resume needs --out")?;
+        RunDir::new(out).read_config()?
+    } else {
+        let mut config = train::config::layers::resolve(args.config.as_deref())?;
+        args.set.apply(&mut config)?;
+        config.validate()?;
+        config
     };
+    if args.print_config {
+        return outln(&train::config::layers::to_json(&config));
+    }
+    let run = RunDir::new(args.out.context("--out is needed to train")?);
     let device = device(&args.device)?.autodiff();
-    let summary =
-        train::fit::fit(&config, &args.out, &device, args.resume).map_err(anyhow::Error::msg)?;
+    let summary = train::fit::fit(&config, &run, &device, args.resume)?;
     let relabelling = config.relabel_rule().is_some();
     for e in &summary.epochs {
         let relabels = if relabelling {
@@ -425,17 +579,15 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         } else {
             String::new()
         };
-        outln!(
+        outln(&format!(
             "epoch {:>3}  loss {:.4}  ce {:.4}  landmark {:.4}  kl {:.4}  contrastive {:.4}  scl {:.4}  test accuracy {:.3}{relabels}",
             e.epoch, e.loss, e.ce, e.landmark, e.kl, e.contrastive, e.scl, e.test_accuracy
-        );
+        ))?;
     }
-    outln!(
+    outln(&format!(
         "final clean test accuracy {:.3} ({} training labels flipped)",
-        summary.test_accuracy,
-        summary.flipped
-    );
-    Ok(())
+        summary.test_accuracy, summary.flipped
+    ))
 }
 
 fn load_dataset(dataset: &Dataset, classes: ClassSet) -> anyhow::Result<Loaded> {
@@ -476,7 +628,7 @@ fn prepare(
         cnn_model,
         ..Default::default()
     })?;
-    let alignment = train::fit::default_alignment().map_err(anyhow::Error::msg)?;
+    let alignment = edge_fer::align::Alignment::builtin();
     let summary = train::prepare::prepare(
         &loaded,
         &format!("{dataset:?}"),
@@ -485,8 +637,7 @@ fn prepare(
         &alignment,
         size,
         &out,
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     const SHOWN: usize = 20;
     for s in summary.skipped.iter().take(SHOWN) {
         eprintln!("skipped {s}");
@@ -495,7 +646,7 @@ fn prepare(
         eprintln!("... and {} more skipped", summary.skipped.len() - SHOWN);
     }
     let l = &summary.landmarks;
-    outln!(
+    outln(&format!(
         "prepared {} faces ({size}x{size}) into {}; {} skipped; landmarks: {} from the dataset, {} in its boxes, {} detected, {} in the whole pre-cropped image",
         summary.faces,
         out.display(),
@@ -504,8 +655,7 @@ fn prepare(
         l.dataset_box,
         l.detected,
         l.whole_image
-    );
-    Ok(())
+    ))
 }
 
 fn synth(
@@ -515,17 +665,12 @@ fn synth(
     seed: u64,
     classes: u8,
 ) -> anyhow::Result<()> {
-    use anyhow::Context;
     use std::io::Write;
     anyhow::ensure!(
         size >= 32,
         "--size {size} is too small to draw a face (at least 32)"
     );
-    let classes = if classes == 8 {
-        ClassSet::Eight
-    } else {
-        ClassSet::Seven
-    };
+    let classes = class_set(classes);
     for name in classes.names() {
         std::fs::create_dir_all(out.join(name))
             .with_context(|| format!("creating {}", out.join(name).display()))?;
@@ -550,18 +695,17 @@ fn synth(
     list.flush()
         .with_context(|| format!("writing {}", list_path.display()))?;
     bar.finish_and_clear();
-    outln!(
+    outln(&format!(
         "wrote {count} faces ({} classes, {size}x{size}, seed {seed}) to {}",
         classes.count(),
         out.display()
-    );
-    Ok(())
+    ))
 }
 
 fn inspect(dataset: Dataset, options: InspectOptions) -> anyhow::Result<()> {
     let classes = class_set(options.classes);
     let loaded = load_dataset(&dataset, classes)?;
-    report(&loaded, classes);
+    report(&loaded, classes)?;
     if let Some(kind) = options.noise {
         let train: Vec<Expression> = loaded
             .samples
@@ -574,20 +718,20 @@ fn inspect(dataset: Dataset, options: InspectOptions) -> anyhow::Result<()> {
             rate: options.noise_rate,
             seed: options.seed,
         };
-        let noisy = inject(&train, classes.count(), &noise).map_err(anyhow::Error::msg)?;
-        outln!(
+        let noisy = inject(&train, classes.count(), &noise)?;
+        outln(&format!(
             "noise {:?} at {} (seed {}): {} of {} training labels flipped",
             noise.kind,
             noise.rate,
             noise.seed,
             noisy.flip_count(),
             train.len()
-        );
+        ))?;
     }
     Ok(())
 }
 
-fn report(loaded: &Loaded, classes: ClassSet) {
+fn report(loaded: &Loaded, classes: ClassSet) -> anyhow::Result<()> {
     const SHOWN: usize = 20;
     for s in loaded.skipped.iter().take(SHOWN) {
         eprintln!("skipped {s}");
@@ -595,7 +739,7 @@ fn report(loaded: &Loaded, classes: ClassSet) {
     if loaded.skipped.len() > SHOWN {
         eprintln!("... and {} more skipped", loaded.skipped.len() - SHOWN);
     }
-    outln!(
+    outln(&format!(
         "{:<10} {}",
         "split",
         classes
@@ -603,23 +747,23 @@ fn report(loaded: &Loaded, classes: ClassSet) {
             .iter()
             .map(|n| format!("{n:>10}"))
             .collect::<String>()
-    );
+    ))?;
     for split in [Split::Train, Split::Val, Split::Test] {
         let name = train::prepare::split_name(split);
         let counts = loaded.class_counts(classes, Some(split));
         if counts.iter().sum::<usize>() > 0 {
-            outln!(
+            outln(&format!(
                 "{name:<10} {}",
                 counts
                     .iter()
                     .map(|c| format!("{c:>10}"))
                     .collect::<String>()
-            );
+            ))?;
         }
     }
-    outln!(
+    outln(&format!(
         "{} samples, {} skipped",
         loaded.samples.len(),
         loaded.skipped.len()
-    );
+    ))
 }

@@ -14,13 +14,14 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+use edge_fer::align::Alignment;
 use edge_fer::detect::{FaceBox, FaceFinder};
-use edge_fer::model_card::Alignment;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{ClassSet, Expression, ImageSource, Loaded, Sample, Skipped, Split};
-use crate::training::{align_face, AlignedFace};
+use crate::training::{align_face, CachedCrop};
 
 /// Images at most this large on their longer side are treated as pre-cropped faces: when the
 /// detector finds nothing, landmarks are fitted in the whole image.
@@ -89,13 +90,13 @@ pub fn prepare(
     alignment: &Alignment,
     size: u32,
     out: &Path,
-) -> Result<CacheSummary, String> {
-    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+) -> anyhow::Result<CacheSummary> {
+    let io = |p: &Path| format!("writing {}", p.display());
     let crops = out.join("crops");
-    std::fs::create_dir_all(&crops).map_err(|e| io(&crops, e))?;
+    std::fs::create_dir_all(&crops).with_context(|| io(&crops))?;
     let list_path = out.join("faces.jsonl");
     let mut list =
-        std::io::BufWriter::new(std::fs::File::create(&list_path).map_err(|e| io(&list_path, e))?);
+        std::io::BufWriter::new(std::fs::File::create(&list_path).with_context(|| io(&list_path))?);
     let mut skipped: Vec<String> = loaded.skipped.iter().map(Skipped::to_string).collect();
     let mut sources = LandmarkSources::default();
     let mut count = 0usize;
@@ -109,7 +110,7 @@ pub fn prepare(
         let image = match pixels(&sample.image) {
             Ok(img) => img,
             Err(e) => {
-                skipped.push(format!("{origin}: {e}"));
+                skipped.push(format!("{origin}: {e:#}"));
                 continue;
             }
         };
@@ -120,14 +121,14 @@ pub fn prepare(
         let face = match align_face(&image, &landmarks, alignment, size) {
             Ok(f) => f,
             Err(e) => {
-                skipped.push(format!("{origin}: {e}"));
+                skipped.push(format!("{origin}: {e:#}"));
                 continue;
             }
         };
         let rel = format!("crops/{count:06}.png");
         face.crop
             .save(out.join(&rel))
-            .map_err(|e| format!("{}: {e}", out.join(&rel).display()))?;
+            .with_context(|| io(&out.join(&rel)))?;
         let line = CachedFace {
             crop: rel,
             label: sample.label.name().to_string(),
@@ -136,18 +137,18 @@ pub fn prepare(
             votes: sample.votes.clone(),
             source: origin,
         };
-        let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
-        writeln!(list, "{text}").map_err(|e| io(&list_path, e))?;
+        let text = serde_json::to_string(&line)?;
+        writeln!(list, "{text}").with_context(|| io(&list_path))?;
         count += 1;
     }
     bar.finish_and_clear();
-    list.flush().map_err(|e| io(&list_path, e))?;
+    list.flush().with_context(|| io(&list_path))?;
     if count == 0 {
-        return Err(format!(
+        anyhow::bail!(
             "{source}: no face could be prepared ({} skipped; first: {})",
             skipped.len(),
             skipped.first().map_or("none", String::as_str)
-        ));
+        );
     }
     let summary = CacheSummary {
         source: source.to_string(),
@@ -159,11 +160,7 @@ pub fn prepare(
         skipped,
     };
     let path = out.join("prepare.json");
-    std::fs::write(
-        &path,
-        serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| io(&path, e))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&summary)?).with_context(|| io(&path))?;
     Ok(summary)
 }
 
@@ -174,18 +171,16 @@ fn describe(sample: &Sample, i: usize) -> String {
     }
 }
 
-fn pixels(source: &ImageSource) -> Result<RgbImage, String> {
+fn pixels(source: &ImageSource) -> anyhow::Result<RgbImage> {
     match source {
-        ImageSource::File(path) => {
-            edge_fer::capture::decode_image(path).map_err(|e| e.chain().to_string())
-        }
+        ImageSource::File(path) => Ok(edge_fer::capture::decode_image(path)?),
         ImageSource::Gray {
             width,
             height,
             pixels,
         } => {
             let gray = image::GrayImage::from_raw(*width, *height, pixels.clone())
-                .ok_or_else(|| format!("{} grey values for {width}x{height}", pixels.len()))?;
+                .with_context(|| format!("{} grey values for {width}x{height}", pixels.len()))?;
             Ok(image::DynamicImage::ImageLuma8(gray).to_rgb8())
         }
     }
@@ -260,35 +255,35 @@ impl Cache {
     ///
     /// # Errors
     /// A message naming the file (and line) that is missing or does not parse.
-    pub fn open(dir: &Path) -> Result<Cache, String> {
+    pub fn open(dir: &Path) -> anyhow::Result<Cache> {
         let path = dir.join("prepare.json");
-        let text = std::fs::read(&path).map_err(|e| {
+        let text = std::fs::read(&path).with_context(|| {
             format!(
-                "{}: {e} (is {} a folder written by `train prepare`?)",
+                "{} (is {} a folder written by `train prepare`?)",
                 path.display(),
                 dir.display()
             )
         })?;
         let summary: CacheSummary =
-            serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_slice(&text).with_context(|| path.display().to_string())?;
         let list = dir.join("faces.jsonl");
-        let file = std::fs::File::open(&list).map_err(|e| format!("{}: {e}", list.display()))?;
+        let file = std::fs::File::open(&list).with_context(|| list.display().to_string())?;
         let mut faces = Vec::new();
         for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| format!("{}:{}: {e}", list.display(), n + 1))?;
+            let line = line.with_context(|| format!("{}:{}", list.display(), n + 1))?;
             if line.trim().is_empty() {
                 continue;
             }
             let face: CachedFace = serde_json::from_str(&line)
-                .map_err(|e| format!("{}:{}: {e}", list.display(), n + 1))?;
+                .with_context(|| format!("{}:{}", list.display(), n + 1))?;
             if face.landmarks.len() != 68 || Expression::from_name(&face.label).is_none() {
-                return Err(format!(
+                anyhow::bail!(
                     "{}:{}: expected 68 landmarks and a class name, found {} landmarks and {:?}",
                     list.display(),
                     n + 1,
                     face.landmarks.len(),
                     face.label
-                ));
+                );
             }
             faces.push(face);
         }
@@ -303,20 +298,20 @@ impl Cache {
     ///
     /// # Errors
     /// A message naming the crop file if it cannot be read or has the wrong size.
-    pub fn load(&self, i: usize) -> Result<AlignedFace, String> {
+    pub fn load(&self, i: usize) -> anyhow::Result<CachedCrop> {
         let f = &self.faces[i];
         let path = self.dir.join(&f.crop);
-        let crop = edge_fer::capture::decode_image(&path).map_err(|e| e.chain().to_string())?;
+        let crop = edge_fer::capture::decode_image(&path)?;
         let s = self.summary.input_size;
         if crop.dimensions() != (s, s) {
-            return Err(format!(
+            anyhow::bail!(
                 "{}: {}x{} crop in a {s}x{s} cache",
                 path.display(),
                 crop.width(),
                 crop.height()
-            ));
+            );
         }
-        Ok(AlignedFace {
+        Ok(CachedCrop {
             crop,
             landmarks: std::array::from_fn(|k| f.landmarks[k]),
         })

@@ -15,6 +15,8 @@
 //!   back to the given one included. The new labels feed cross-entropy, SCL's positives and the
 //!   sampler; LA-Net's history bank keeps its own estimate.
 
+use edge_fer::classify::argmax;
+
 /// When and how much UERM relabels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RelabelRule {
@@ -63,10 +65,8 @@ pub fn relabel(
         .take(take)
         .filter_map(|&(_, i)| {
             let p = predictions[i]?;
-            let (best, top) =
-                p.iter()
-                    .enumerate()
-                    .fold((0, f32::MIN), |b, (c, &v)| if v > b.1 { (c, v) } else { b });
+            let best = argmax(p);
+            let top = p[best];
             let from = labels[i];
             (best != from && top - p[from] > rule.margin).then_some(Relabel {
                 index: i,
@@ -179,14 +179,14 @@ impl PredictionHistory {
     ///
     /// # Errors
     /// A message if they do not fit this history's size.
-    pub fn restore(&mut self, slots: Vec<f32>, next: usize) -> Result<(), String> {
+    pub fn restore(&mut self, slots: Vec<f32>, next: usize) -> anyhow::Result<()> {
         if slots.len() != self.slots.len() || next >= self.window {
-            return Err(format!(
+            anyhow::bail!(
                 "prediction history of {} values (next slot {next}); this run needs {} in {} slots",
                 slots.len(),
                 self.slots.len(),
                 self.window
-            ));
+            );
         }
         self.slots = slots;
         self.next = next;

@@ -14,17 +14,19 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::TensorData;
+use edge_fer::align::Alignment;
 use edge_fer::classify::normalise_into;
-use edge_fer::model_card::{Alignment, Channels, InputSpec, Layout, Normalise};
+use edge_fer::model_card::{Channels, InputSpec, Layout, Normalise};
 use image::RgbImage;
 
 use crate::augment::{erase, Plan};
+use crate::config::TrainingConfig;
 use crate::landmarks::{heatmap_pixel, heatmap_targets, HeatmapConfig};
 use crate::loss::{
     contrastive_direction, kl_batchmean, pseudo_labels, supervised_contrastive, AdaptiveWing,
 };
 use crate::model::lanet::LaNet;
-use crate::model::lde::{host_values, HistoryBank, Lde, LdeConfig};
+use crate::model::lde::{host_values, HistoryBank, Lde};
 use crate::model::moco::{Heads, MomentumEncoder, Projection, Queue};
 
 /// ImageNet mean and std of 0-1 RGB values (what torchvision ResNets are trained with); the
@@ -62,9 +64,10 @@ pub struct Batch {
 }
 
 /// A face warped to the model's input: the crop and its 68 landmarks in crop pixels. This is
-/// what `train prepare` caches and what batches are cut from.
+/// what `train prepare` caches and what batches are cut from (the runtime's own aligned face is
+/// `edge_fer::classify::AlignedFace`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct AlignedFace {
+pub struct CachedCrop {
     /// `S x S` RGB crop.
     pub crop: RgbImage,
     /// The 68 landmarks in the crop's pixels.
@@ -75,22 +78,21 @@ pub struct AlignedFace {
 /// (`edge_fer::align::align`), carrying its landmarks along.
 ///
 /// # Errors
-/// A message if the landmarks are degenerate.
+/// The runtime's error if the landmarks are degenerate.
 pub fn align_face(
     image: &RgbImage,
     landmarks: &[[f32; 2]; 68],
     alignment: &Alignment,
     size: u32,
-) -> Result<AlignedFace, String> {
+) -> edge_fer::Result<CachedCrop> {
     let mut crop = RgbImage::new(size, size);
     let to_crop = edge_fer::align::align(
         image,
         &edge_fer::Landmarks(*landmarks),
         alignment,
         &mut crop,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(AlignedFace {
+    )?;
+    Ok(CachedCrop {
         crop,
         landmarks: landmarks.map(|p| to_crop.apply(p)),
     })
@@ -122,7 +124,7 @@ pub fn normalisation() -> Normalise {
 /// # Panics
 /// If `faces`, `labels`, `indices` and `plans` differ in length.
 pub fn make_batch(
-    faces: &[&AlignedFace],
+    faces: &[&CachedCrop],
     labels: Vec<usize>,
     indices: Vec<usize>,
     plans: &[Plan],
@@ -163,33 +165,6 @@ pub fn make_batch(
         heatmaps: Tensor::from_data(TensorData::new(heat, [n, 68, hs, hs]), device),
         heat_weights: Tensor::from_data(TensorData::new(weight, [n, 68, hs, hs]), device),
     }
-}
-
-/// Loss weights and LDE settings of a step.
-#[derive(Debug, Clone)]
-pub struct StepConfig {
-    /// Weight of the landmark (Adaptive Wing) loss.
-    pub landmark_weight: f64,
-    /// Weight of the KL loss to the LDE targets.
-    pub kl_weight: f64,
-    /// Weight of the expression-landmark contrastive loss (0 turns the momentum encoder off).
-    pub contrastive_weight: f64,
-    /// Contrastive temperature.
-    pub temperature: f64,
-    /// LDE-target confidence at which a sample's pseudo-label is its argmax class.
-    pub confidence: f32,
-    /// Momentum of the key encoder.
-    pub key_momentum: f64,
-    /// LDE settings.
-    pub lde: LdeConfig,
-    /// Adaptive Wing parameters.
-    pub adaptive_wing: AdaptiveWing,
-    /// Learning rate.
-    pub lr: f64,
-    /// Weight of the supervised contrastive loss (used when the model has its head).
-    pub scl_weight: f64,
-    /// Its temperature.
-    pub scl_temperature: f64,
 }
 
 /// The loss terms of one step, for logging.
@@ -241,31 +216,17 @@ pub fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {
 /// reads its predictions from them, see [`probabilities`]).
 pub type StepResult = (TrainModel, StepLosses, Tensor<2>);
 
-/// The supervised contrastive loss of the batch, when the model has its head (unweighted).
+/// The supervised contrastive loss of the batch (unweighted) and its weight, when the model has
+/// its head and the config turns it on.
 fn scl_term(
     model: &TrainModel,
     expr_feature: Tensor<2>,
     labels: &[usize],
-    temperature: f64,
-) -> Option<Tensor<1>> {
-    let head = model.scl.as_ref()?;
-    Some(supervised_contrastive(
-        head.forward(expr_feature),
-        labels,
-        temperature,
-    ))
-}
-
-/// What the CE baseline's step needs: the learning rate and the supervised contrastive loss's
-/// weight and temperature.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PlainStepConfig {
-    /// Learning rate.
-    pub lr: f64,
-    /// Weight of the supervised contrastive loss (used when the model has its head).
-    pub scl_weight: f64,
-    /// Its temperature.
-    pub scl_temperature: f64,
+    config: &TrainingConfig,
+) -> Option<(Tensor<1>, f64)> {
+    let (head, scl) = (model.scl.as_ref()?, config.scl.as_ref()?);
+    let loss = supervised_contrastive(head.forward(expr_feature), labels, scl.temperature);
+    Some((loss, scl.weight))
 }
 
 /// Softmax of `logits`, `[N, C]` row-major on the host.
@@ -279,9 +240,13 @@ pub fn plain_step(
     model: TrainModel,
     optim: &mut ModuleOptimizer,
     batch: &Batch,
-    config: &PlainStepConfig,
+    config: &TrainingConfig,
+    lr: f64,
 ) -> StepResult {
-    let (feature, logits) = model.net.forward_expression_features(batch.images.clone());
+    let (feature, logits) = model
+        .net
+        .expression()
+        .forward_features(batch.images.clone());
     let detached = logits.clone().detach();
     let ce = cross_entropy(logits, &batch.labels);
     let mut losses = StepLosses {
@@ -289,16 +254,17 @@ pub fn plain_step(
         ..StepLosses::default()
     };
     let mut total = ce;
-    if let Some(scl) = scl_term(&model, feature, &batch.labels, config.scl_temperature) {
+    if let Some((scl, weight)) = scl_term(&model, feature, &batch.labels, config) {
         losses.scl = scl.clone().into_scalar::<f32>();
-        total = total + scl.mul_scalar(config.scl_weight);
+        total = total + scl.mul_scalar(weight);
     }
     losses.total = total.clone().into_scalar::<f32>();
     let grads = GradientsParams::from_grads(total.backward(), &model);
-    (optim.step(config.lr, model, grads), losses, detached)
+    (optim.step(lr, model, grads), losses, detached)
 }
 
-/// One LA-Net optimisation step; updates the history bank with the step's targets and, when
+/// One LA-Net optimisation step at learning rate `lr`, with the loss weights, LDE and
+/// contrastive settings of `config`; updates the history bank with the step's targets and, when
 /// `contrast` is given, the key encoder and queues.
 pub fn train_step(
     model: TrainModel,
@@ -306,13 +272,15 @@ pub fn train_step(
     bank: &mut HistoryBank,
     contrast: Option<&mut Contrast>,
     batch: &Batch,
-    config: &StepConfig,
+    config: &TrainingConfig,
+    lr: f64,
 ) -> StepResult {
     let device = batch.images.device();
+    let (weights, moco) = (&config.loss, &config.contrastive);
     let out = model.net.forward(batch.images.clone());
     let detached = out.logits.clone().detach();
     let ce = cross_entropy(out.logits.clone(), &batch.labels);
-    let landmark = config.adaptive_wing.loss(
+    let landmark = AdaptiveWing::default().loss(
         out.heatmaps,
         batch.heatmaps.clone(),
         batch.heat_weights.clone(),
@@ -328,18 +296,13 @@ pub fn train_step(
     let classes = out.logits.dims()[1];
     let kl = kl_batchmean(lde.targets.clone(), out.logits);
     let mut total = ce.clone()
-        + landmark.clone().mul_scalar(config.landmark_weight)
-        + kl.clone().mul_scalar(config.kl_weight);
+        + landmark.clone().mul_scalar(weights.landmark)
+        + kl.clone().mul_scalar(weights.kl);
     let scalar = |t: &Tensor<1>| t.clone().into_scalar::<f32>();
     let mut scl_value = 0.0;
-    if let Some(scl) = scl_term(
-        &model,
-        out.expr_feature.clone(),
-        &batch.labels,
-        config.scl_temperature,
-    ) {
+    if let Some((scl, weight)) = scl_term(&model, out.expr_feature.clone(), &batch.labels, config) {
         scl_value = scalar(&scl);
-        total = total + scl.mul_scalar(config.scl_weight);
+        total = total + scl.mul_scalar(weight);
     }
     let mut pushed = None;
     let mut contrastive_value = 0.0;
@@ -347,13 +310,13 @@ pub fn train_step(
         // MoCo order: move the key encoder towards the current weights, then embed the keys.
         state
             .encoder
-            .follow(&model.net, &model.heads, config.key_momentum);
+            .follow(&model.net, &model.heads, moco.key_momentum);
         let keys = state.encoder.keys(batch.images.clone());
         let labels = pseudo_labels(
             &host_values(&lde.targets),
             classes,
             &batch.indices,
-            config.confidence,
+            moco.confidence,
         );
         let q_expr = model.heads.expr.forward(out.expr_feature);
         let q_landmark = model.heads.landmark.forward(out.landmark_feature);
@@ -363,17 +326,17 @@ pub fn train_step(
             state.landmark_queue.tensor(&device),
             &labels,
             &state.landmark_queue.labels,
-            config.temperature,
+            moco.temperature,
         ) + contrastive_direction(
             q_landmark,
             keys.expr.clone(),
             state.expr_queue.tensor(&device),
             &labels,
             &state.expr_queue.labels,
-            config.temperature,
+            moco.temperature,
         );
         contrastive_value = scalar(&loss);
-        total = total + loss.mul_scalar(config.contrastive_weight);
+        total = total + loss.mul_scalar(weights.contrastive);
         pushed = Some((state, keys, labels));
     }
     let losses = StepLosses {
@@ -391,33 +354,31 @@ pub fn train_step(
             .landmark_queue
             .push(&host_values(&keys.landmark), &labels);
     }
-    (optim.step(config.lr, model, grads), losses, detached)
+    (optim.step(lr, model, grads), losses, detached)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ContrastiveConfig, SclConfig};
     use crate::data::synthetic::stream;
     use crate::model::lanet::LaNetConfig;
+    use crate::model::lde::LdeConfig;
 
     #[test]
     fn steps_on_one_batch_reduce_every_loss() {
         let device = Device::flex().autodiff();
         device.seed(3);
-        let card = edge_fer::ModelCard::from_json(
-            edge_fer::classify::BUILTIN_CARD,
-            std::path::Path::new("builtin"),
-        )
-        .unwrap();
-        let faces: Vec<AlignedFace> = stream(11, 96, 7)
+        let alignment = Alignment::builtin();
+        let faces: Vec<CachedCrop> = stream(11, 96, 7)
             .take(16)
-            .map(|f| align_face(&f.image, &f.landmarks, &card.alignment, 64).unwrap())
+            .map(|f| align_face(&f.image, &f.landmarks, &alignment, 64).unwrap())
             .collect();
         let labels: Vec<usize> = stream(11, 96, 7)
             .take(16)
             .map(|f| f.label.index())
             .collect();
-        let refs: Vec<&AlignedFace> = faces.iter().collect();
+        let refs: Vec<&CachedCrop> = faces.iter().collect();
         let batch = make_batch(
             &refs,
             labels.clone(),
@@ -434,19 +395,10 @@ mod tests {
             .with_fpn_channels(16);
         let net = lanet.init(&device);
         let heads = Heads::for_net(&lanet, 16, &device);
-        let config = StepConfig {
-            landmark_weight: 1.0,
-            kl_weight: 1.0,
-            contrastive_weight: 0.1,
-            temperature: 0.1,
-            confidence: 0.7,
-            key_momentum: 0.99,
-            lde: LdeConfig::new(64, 16).with_k(4),
-            adaptive_wing: AdaptiveWing::default(),
-            lr: 1e-3,
-            scl_weight: 0.5,
-            scl_temperature: 0.1,
-        };
+        let config = TrainingConfig::new()
+            .with_contrastive(ContrastiveConfig::new().with_key_momentum(0.99))
+            .with_lde(LdeConfig::new().with_k(4))
+            .with_scl(Some(SclConfig::new().with_weight(0.5)));
         let mut contrast = Contrast {
             encoder: MomentumEncoder::new(&net, &heads, &lanet, &device),
             expr_queue: Queue::new(40, 16, 1),
@@ -454,7 +406,7 @@ mod tests {
         };
         let mut model = TrainModel {
             net,
-            lde: config.lde.init(&device),
+            lde: config.lde.init(64, 16, &device),
             heads,
             scl: Some(Projection::new(64, 64, 16, &device)),
         };
@@ -469,6 +421,7 @@ mod tests {
                 Some(&mut contrast),
                 &batch,
                 &config,
+                1e-3,
             );
             model = next;
             assert!(losses.total.is_finite(), "{losses:?}");

@@ -236,7 +236,7 @@ fn prepare_caches_the_runtimes_own_crops_and_fit_trains_on_them() {
     edge_fer::align::align(
         &photo,
         &face.landmarks,
-        &train::fit::default_alignment().unwrap(),
+        &edge_fer::align::Alignment::builtin(),
         &mut crop,
     )
     .unwrap();
@@ -462,7 +462,9 @@ fn fit_starts_from_a_pytorch_checkpoint_or_names_why_it_cannot() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let saved = train::fit::FitConfig::load(dir.path()).unwrap();
+    let saved = train::run_dir::RunDir::new(dir.path())
+        .read_config()
+        .unwrap();
     assert_eq!(saved.init.as_deref(), Some(pth.as_path()));
 
     // The same file for a wider backbone: refused, naming the file.
@@ -491,16 +493,12 @@ fn a_landmark_subset_trains_that_many_heatmaps_and_bad_indices_are_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config = train::fit::FitConfig::load(dir.path()).unwrap();
-    assert_eq!(config.lanet(7).landmarks, 5);
+    let run = train::run_dir::RunDir::new(dir.path());
+    let config = run.read_config().unwrap();
+    assert_eq!(config.model.landmarks, Some(vec![36, 45, 30, 48, 54]));
+    assert_eq!(config.model.landmark_count(), 5);
     // The checkpoint has 5 heatmap channels: it loads into the 5-landmark model.
-    train::eval::load_model(
-        dir.path(),
-        &dir.path().join("checkpoint-001.bpk"),
-        7,
-        &burn::prelude::Device::flex(),
-    )
-    .unwrap();
+    train::eval::load_model(&run, &run.checkpoint(1), 7, &burn::prelude::Device::flex()).unwrap();
 
     let bad = tempfile::tempdir().unwrap();
     let mut args = small_fit(bad.path());
@@ -538,4 +536,121 @@ fn second_method_switches_that_cannot_work_are_clear_errors() {
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(!out_dir.exists(), "nothing is written for a refused run");
     }
+}
+
+/// `config` as `--print-config` prints it, parsed (through text, as the tests read stdout: an
+/// `f32` setting reads back as its shortest decimal).
+fn as_printed<T: serde::Serialize>(config: &T) -> serde_json::Value {
+    serde_json::from_str(&serde_json::to_string(config).unwrap()).unwrap()
+}
+
+/// `train fit --print-config` with `args`, parsed.
+fn print_config(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["fit", "--print-config"];
+    all.extend_from_slice(args);
+    let out = train(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn print_config_without_flags_is_the_configs_defaults() {
+    let defaults = as_printed(&train::config::TrainingConfig::new());
+    assert_eq!(print_config(&[]), defaults);
+    // The paper's set-up.
+    assert_eq!(defaults["model"]["width"], 64);
+    assert_eq!(defaults["model"]["input_size"], 224);
+    assert_eq!(defaults["epochs"], 80);
+    assert_eq!(defaults["batch"], 128);
+}
+
+#[test]
+fn a_config_file_and_a_flag_resolve_defaults_then_file_then_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.json");
+    std::fs::write(
+        &file,
+        r#"{"epochs": 15, "lr": 0.01, "model": {"width": 8}, "uerm": {"margin": 0.1}}"#,
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let got = print_config(&["--config", f, "--epochs", "3", "--relabel-from", "2"]);
+    let mut want = as_printed(&train::config::TrainingConfig::new());
+    want["epochs"] = 3.into(); // the flag beats the file
+    want["lr"] = 0.01.into(); // the file beats the default
+    want["model"]["width"] = 8.into();
+    // A section the file turns on starts from its own defaults.
+    want["uerm"] = as_printed(&train::config::UermConfig::new());
+    want["uerm"]["margin"] = 0.1.into();
+    want["uerm"]["from"] = 2.into();
+    assert_eq!(got, want);
+
+    // What --print-config prints is a config file that reads back as itself.
+    let printed = dir.path().join("printed.json");
+    std::fs::write(&printed, serde_json::to_vec(&got).unwrap()).unwrap();
+    assert_eq!(print_config(&["--config", printed.to_str().unwrap()]), got);
+
+    // A sub-setting of a section that is off says which switch it needs.
+    let out = train(&["fit", "--print-config", "--scl-temperature", "0.2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--scl-temperature needs --scl-weight"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_setting_in_a_config_file_is_refused_with_the_file_and_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.json");
+    std::fs::write(&file, r#"{"epochs": 2, "model": {"widht": 8}}"#).unwrap();
+    let run = dir.path().join("run");
+    let out = train(&[
+        "fit",
+        "--config",
+        file.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(file.to_str().unwrap()) && stderr.contains("\"model.widht\""),
+        "{stderr}"
+    );
+    assert!(!run.exists(), "nothing is written for a refused config");
+    // Settings with --resume are refused too: the run's own config.json decides.
+    let out = train(&[
+        "fit",
+        "--out",
+        run.to_str().unwrap(),
+        "--resume",
+        "--epochs",
+        "9",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give no other setting"));
+}
+
+#[test]
+fn a_closed_standard_output_is_not_an_error() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["fit", "--print-config"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader went away (`| head -0`)
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

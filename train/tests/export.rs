@@ -6,22 +6,24 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use burn::prelude::Device;
-use train::fit::{fit, FitConfig};
+mod common;
 
-fn small_run(dir: &Path) -> FitConfig {
-    let config = FitConfig {
-        train_faces: 140,
-        test_faces: 70,
-        width: 4,
-        epochs: 2,
-        batch: 35,
-        k: 4,
-        queue: 70,
-        lr: 3e-3,
-        ..FitConfig::default()
-    };
-    fit(&config, dir, &Device::flex().autodiff(), false).unwrap();
+use burn::prelude::Device;
+use train::config::{ContrastiveConfig, DataConfig, Method, TrainingConfig};
+use train::fit::fit;
+use train::model::lanet::ArmOptions;
+use train::run_dir::RunDir;
+
+/// A width-4 network trained for two short epochs into `run`.
+fn small_run(run: &RunDir) -> TrainingConfig {
+    let small = common::small();
+    let config = small
+        .clone()
+        .with_model(small.model.clone().with_width(4))
+        .with_data(DataConfig::new().with_train_faces(140).with_test_faces(70))
+        .with_epochs(2)
+        .with_contrastive(ContrastiveConfig::new().with_queue(70));
+    fit(&config, run, &Device::flex().autodiff(), false).unwrap();
     config
 }
 
@@ -40,11 +42,12 @@ impl Write for Captured {
 
 #[test]
 fn exported_model_matches_burn_and_scores_like_eval_through_the_runtime() {
-    let run = tempfile::tempdir().unwrap();
-    small_run(run.path());
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    small_run(&run);
     let out = tempfile::tempdir().unwrap();
     let model_dir = out.path().join("synthetic-lanet");
-    let report = train::export::export(run.path(), None, &model_dir, "synthetic-lanet").unwrap();
+    let report = train::export::export(&run, None, &model_dir, "synthetic-lanet").unwrap();
     // Parity at batch 1 and batch 4, to 1e-4, same argmax.
     assert_eq!(
         report.max_abs_diff.iter().map(|d| d.0).collect::<Vec<_>>(),
@@ -112,7 +115,7 @@ fn exported_model_matches_burn_and_scores_like_eval_through_the_runtime() {
     // The run's clean test crops through the runtime's pipeline in aligned mode give eval's
     // accuracy.
     let crops = out.path().join("crops");
-    let n = train::export::write_test_crops(run.path(), &crops).unwrap();
+    let n = train::export::write_test_crops(&run, &crops).unwrap();
     assert_eq!(n, 70);
     let mut files: Vec<_> = walk(&crops);
     files.sort();
@@ -143,7 +146,7 @@ fn exported_model_matches_burn_and_scores_like_eval_through_the_runtime() {
         assert!(v["faces"][0].get("landmarks").is_none());
     }
     let runtime_accuracy = correct as f64 / 70.0;
-    let eval = train::eval::evaluate(run.path(), &Device::flex()).unwrap();
+    let eval = train::eval::evaluate(&run, &Device::flex()).unwrap();
     assert!(
         (runtime_accuracy - eval.accuracy).abs() <= 0.005,
         "runtime {runtime_accuracy} vs eval {}",
@@ -154,22 +157,23 @@ fn exported_model_matches_burn_and_scores_like_eval_through_the_runtime() {
 #[test]
 fn an_arm_model_exports_its_pooling_and_tract_matches_burn_at_batch_1_and_4() {
     // 96x96 input: a 3x3 last map, so the de-albino kernel (2x2) weighs the border less.
-    let run = tempfile::tempdir().unwrap();
-    let config = FitConfig {
-        method: train::fit::Method::Ce,
-        train_faces: 140,
-        test_faces: 70,
-        input_size: 96,
-        width: 4,
-        epochs: 1,
-        batch: 35,
-        lr: 3e-3,
-        arm: true,
-        ..FitConfig::default()
-    };
-    fit(&config, run.path(), &Device::flex().autodiff(), false).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let small = common::small();
+    let model = small
+        .model
+        .clone()
+        .with_input_size(96)
+        .with_width(4)
+        .with_arm(Some(ArmOptions::new()));
+    let config = small
+        .with_method(Method::Ce)
+        .with_model(model)
+        .with_data(DataConfig::new().with_train_faces(140).with_test_faces(70))
+        .with_epochs(1);
+    fit(&config, &run, &Device::flex().autodiff(), false).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let report = train::export::export(run.path(), None, out.path(), "arm").unwrap();
+    let report = train::export::export(&run, None, out.path(), "arm").unwrap();
     // check_parity runs burn's inference path and tract on the same crops at batch 1 and 4.
     for (batch, diff) in &report.max_abs_diff {
         assert!(*diff <= 1e-4, "batch {batch}: {diff}");
@@ -199,7 +203,7 @@ fn training_and_the_runtime_feed_the_network_the_same_tensor_for_a_real_photo() 
     .unwrap();
     let finder = edge_fer::FaceFinder::load(&Default::default()).unwrap();
     let face = finder.find(&photo).remove(0);
-    let alignment = train::fit::default_alignment().unwrap();
+    let alignment = edge_fer::align::Alignment::builtin();
     let spec = train::training::input_spec(64);
     let norm = train::training::normalisation();
     let mut crop = image::RgbImage::new(64, 64);
@@ -241,39 +245,36 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn export_refuses_clearly() {
-    let run = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
     let out = tempfile::tempdir().unwrap();
+    let export = |checkpoint: Option<&Path>, out: &Path| {
+        let e = train::export::export(&run, checkpoint, out, "x").unwrap_err();
+        format!("{e:#}")
+    };
     // No run at all.
-    let e = train::export::export(run.path(), None, out.path(), "x").unwrap_err();
+    let e = export(None, out.path());
     assert!(e.contains("config.json"), "{e}");
 
-    small_run(run.path());
+    small_run(&run);
     // A checkpoint that does not exist.
-    let missing = run.path().join("checkpoint-099.bpk");
-    let e = train::export::export(run.path(), Some(&missing), out.path(), "x").unwrap_err();
+    let missing = run.checkpoint(99);
+    let e = export(Some(&missing), out.path());
     assert!(
         e.contains("checkpoint-099.bpk") && e.contains("no such"),
         "{e}"
     );
     // A checkpoint of another shape than the config says.
-    let mut other = FitConfig::load(run.path()).unwrap();
-    other.width = 8;
-    std::fs::write(
-        run.path().join("config.json"),
-        serde_json::to_vec(&other).unwrap(),
-    )
-    .unwrap();
-    let e = train::export::export(run.path(), None, out.path(), "x").unwrap_err();
+    let mut other = run.read_config().unwrap();
+    other.model.width = 8;
+    run.write_config(&other).unwrap();
+    let e = export(None, out.path());
     assert!(e.contains("does not match"), "{e}");
-    other.width = 4;
-    std::fs::write(
-        run.path().join("config.json"),
-        serde_json::to_vec(&other).unwrap(),
-    )
-    .unwrap();
+    other.model.width = 4;
+    run.write_config(&other).unwrap();
     // An output folder that cannot be created (its parent is a file).
     let file = out.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
-    let e = train::export::export(run.path(), None, &file.join("model"), "x").unwrap_err();
+    let e = export(None, &file.join("model"));
     assert!(e.contains("a-file"), "{e}");
 }

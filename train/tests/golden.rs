@@ -82,8 +82,8 @@ fn lde_step_kl_and_gradients_match_the_reference() {
     let g = golden("lde.json");
     let (inputs, outputs, meta) = (&g["inputs"], &g["outputs"], &g["meta"]);
     let device = Device::flex().autodiff();
-    let config = LdeConfig::new(16, 8).with_k(meta["K"].as_u64().unwrap() as usize);
-    let mut lde = config.init(&device);
+    let config = LdeConfig::new().with_k(meta["K"].as_u64().unwrap() as usize);
+    let mut lde = config.init(16, 8, &device);
     let params = &inputs["score_params"];
     for (scorer, name) in [
         (&mut lde.expr_score, "fer_score"),

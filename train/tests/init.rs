@@ -59,7 +59,8 @@ fn ours(name: &str) -> String {
             s = format!("{to}{rest}");
         }
     }
-    s.replace(".downsample.0.", ".downsample.conv.")
+    format!("expression.{s}")
+        .replace(".downsample.0.", ".downsample.conv.")
         .replace(".downsample.1.", ".downsample.bn.")
         .replace("bn1.weight", "bn1.gamma")
         .replace("bn1.bias", "bn1.beta")
@@ -97,7 +98,7 @@ fn torchvision_names_land_in_the_backbone_and_both_branches() {
         );
         assert!((sum - want["sum"].as_f64().unwrap()).abs() < 1e-3, "{name}");
         // The landmark branch holds the same values as the expression branch.
-        if let Some(rest) = path.strip_prefix("expr.") {
+        if let Some(rest) = path.strip_prefix("expression.expr.") {
             assert_eq!(
                 paths.values.get(&format!("landmark.{rest}")),
                 Some(got),
@@ -115,12 +116,14 @@ fn a_checkpoint_of_another_shape_or_no_file_is_refused_by_name() {
         .with_blocks(1)
         .init(&device);
     let e = train::init::from_pytorch(wide, &fixture("resnet-w4.pth"), false).unwrap_err();
+    let e = format!("{e:#}");
     assert!(e.contains("resnet-w4.pth"), "{e}");
     let net = LaNetConfig::new()
         .with_width(4)
         .with_blocks(1)
         .init(&device);
     let e = train::init::from_pytorch(net, Path::new("/nonexistent/r18.pth"), false).unwrap_err();
+    let e = format!("{e:#}");
     assert!(
         e.contains("/nonexistent/r18.pth") && e.contains("no such file"),
         "{e}"

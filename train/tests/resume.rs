@@ -5,82 +5,70 @@
 mod common;
 
 use burn::prelude::*;
-use train::augment::Augment;
+use train::config::{DataConfig, NoiseConfig};
 use train::data::noise::NoiseKind;
-use train::fit::{fit, learned_distributions, FitConfig};
-use train::state::state_path;
-
-fn small() -> FitConfig {
-    FitConfig {
-        train_faces: 210,
-        test_faces: 70,
-        input_size: 64,
-        width: 8,
-        epochs: 6,
-        batch: 35,
-        lr: 3e-3,
-        k: 4,
-        queue: 140,
-        augment: Augment::default(),
-        ..FitConfig::default()
-    }
-}
+use train::fit::fit;
+use train::run_dir::RunDir;
+use train::state::learned_distributions;
 
 #[test]
 fn resuming_from_a_middle_epoch_gives_the_unbroken_runs_weights() {
     let device = Device::flex().autodiff();
-    let config = FitConfig {
-        epochs: 3,
-        train_faces: 140,
-        noise: Some((NoiseKind::Asymmetric, 0.3)),
-        ..small()
-    };
-    let whole = tempfile::tempdir().unwrap();
-    let unbroken = fit(&config, whole.path(), &device, false).unwrap();
+    let config = common::small().with_epochs(3).with_data(
+        DataConfig::new()
+            .with_train_faces(140)
+            .with_test_faces(70)
+            .with_noise(Some(NoiseConfig::new(NoiseKind::Asymmetric).with_rate(0.3))),
+    );
+    let whole_dir = tempfile::tempdir().unwrap();
+    let whole = RunDir::new(whole_dir.path());
+    let unbroken = fit(&config, &whole, &device, false).unwrap();
 
     // The same run "killed" after epoch 2: its epoch-3 files never got written.
-    let cut = tempfile::tempdir().unwrap();
-    fit(&config, cut.path(), &device, false).unwrap();
-    std::fs::remove_file(cut.path().join("checkpoint-003.bpk")).unwrap();
-    std::fs::remove_file(state_path(cut.path(), 3)).unwrap();
+    let cut_dir = tempfile::tempdir().unwrap();
+    let cut = RunDir::new(cut_dir.path());
+    fit(&config, &cut, &device, false).unwrap();
+    std::fs::remove_file(cut.checkpoint(3)).unwrap();
+    std::fs::remove_file(cut.state(3)).unwrap();
     // Killed between writing state-002 and its metrics line: metrics.jsonl has one line.
-    let metrics = std::fs::read_to_string(cut.path().join("metrics.jsonl")).unwrap();
+    let metrics = std::fs::read_to_string(cut.metrics_path()).unwrap();
     let first: String = metrics.lines().take(1).map(|l| format!("{l}\n")).collect();
-    std::fs::write(cut.path().join("metrics.jsonl"), first).unwrap();
-    let resumed = fit(&config, cut.path(), &device, true).unwrap();
+    std::fs::write(cut.metrics_path(), first).unwrap();
+    let resumed = fit(&config, &cut, &device, true).unwrap();
 
     assert_eq!(resumed.epochs, unbroken.epochs);
     assert_eq!(
-        std::fs::read_to_string(cut.path().join("metrics.jsonl")).unwrap(),
-        std::fs::read_to_string(whole.path().join("metrics.jsonl")).unwrap()
+        std::fs::read_to_string(cut.metrics_path()).unwrap(),
+        std::fs::read_to_string(whole.metrics_path()).unwrap()
     );
     let (a, b) = (
-        common::checkpoint_values(cut.path(), "checkpoint-003.bpk"),
-        common::checkpoint_values(whole.path(), "checkpoint-003.bpk"),
+        common::checkpoint_values(cut_dir.path(), "checkpoint-003.bpk"),
+        common::checkpoint_values(whole_dir.path(), "checkpoint-003.bpk"),
     );
     assert!(a.len() > 1000);
     assert!(a == b, "same final weights");
     assert_eq!(
-        learned_distributions(cut.path()).unwrap(),
-        learned_distributions(whole.path()).unwrap()
+        learned_distributions(&cut).unwrap(),
+        learned_distributions(&whole).unwrap()
     );
 
     // A crash (or a full disk) that leaves the newest state truncated and its checkpoint
     // corrupted: both are caught by their checksums, and --resume falls back to state-002.
-    let state3 = state_path(cut.path(), 3);
+    let state3 = cut.state(3);
     let bytes = std::fs::read(&state3).unwrap();
     std::fs::write(&state3, &bytes[..bytes.len() / 2]).unwrap();
-    let ckpt3 = cut.path().join("checkpoint-003.bpk");
+    let ckpt3 = cut.checkpoint(3);
     let mut bytes = std::fs::read(&ckpt3).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&ckpt3, bytes).unwrap();
-    let err = train::eval::load_model(cut.path(), &ckpt3, 7, &device).unwrap_err();
+    let err = train::eval::load_model(&cut, &ckpt3, 7, &device).unwrap_err();
+    let err = format!("{err:#}");
     assert!(err.contains("checksum mismatch"), "{err}");
     assert!(err.contains("checkpoint-003.bpk"), "{err}");
-    let again = fit(&config, cut.path(), &device, true).unwrap();
+    let again = fit(&config, &cut, &device, true).unwrap();
     assert_eq!(again.epochs, unbroken.epochs);
-    assert!(train::eval::load_model(cut.path(), &ckpt3, 7, &device).is_ok());
-    let c = common::checkpoint_values(cut.path(), "checkpoint-003.bpk");
+    assert!(train::eval::load_model(&cut, &ckpt3, 7, &device).is_ok());
+    let c = common::checkpoint_values(cut_dir.path(), "checkpoint-003.bpk");
     assert!(c == b, "the redone epoch gives the unbroken run's weights");
 }

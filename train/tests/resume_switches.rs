@@ -6,38 +6,40 @@
 mod common;
 
 use burn::prelude::*;
-use train::augment::Augment;
+use train::config::{DataConfig, NoiseConfig, SclConfig, UermConfig};
 use train::data::noise::NoiseKind;
-use train::fit::{current_labels, fit, FitConfig};
-use train::state::state_path;
+use train::fit::fit;
+use train::model::lanet::ArmOptions;
+use train::run_dir::RunDir;
+use train::state::current_labels;
 
 #[test]
 fn a_run_with_every_switch_resumes_exactly_and_logs_its_relabels() {
     let device = Device::flex().autodiff();
-    let config = FitConfig {
-        train_faces: 140,
-        test_faces: 70,
-        input_size: 64,
-        width: 8,
-        epochs: 3,
-        batch: 35,
-        lr: 3e-3,
-        k: 4,
-        queue: 140,
-        augment: Augment::default(),
-        noise: Some((NoiseKind::Symmetric, 0.3)),
-        scl_weight: 0.5,
+    let small = common::small();
+    let config = small
+        .clone()
+        .with_epochs(3)
+        .with_model(small.model.clone().with_arm(Some(ArmOptions::new())))
+        .with_data(
+            DataConfig::new()
+                .with_train_faces(140)
+                .with_test_faces(70)
+                .with_noise(Some(NoiseConfig::new(NoiseKind::Symmetric).with_rate(0.3))),
+        )
+        .with_scl(Some(SclConfig::new().with_weight(0.5)))
         // Relabel from the first epoch, among every sample, at no margin: a 3-epoch run then
         // changes labels every epoch, so the resumed run has relabels to reproduce.
-        relabel_fraction: 1.0,
-        relabel_margin: 0.0,
-        relabel_from: 1,
-        uncertainty_window: 2,
-        arm: true,
-        ..FitConfig::default()
-    };
-    let whole = tempfile::tempdir().unwrap();
-    let unbroken = fit(&config, whole.path(), &device, false).unwrap();
+        .with_uerm(Some(
+            UermConfig::new()
+                .with_fraction(1.0)
+                .with_margin(0.0)
+                .with_from(1)
+                .with_window(2),
+        ));
+    let whole_dir = tempfile::tempdir().unwrap();
+    let whole = RunDir::new(whole_dir.path());
+    let unbroken = fit(&config, &whole, &device, false).unwrap();
     assert!(
         unbroken.epochs.iter().all(|e| e.scl > 0.0),
         "{:?}",
@@ -49,11 +51,11 @@ fn a_run_with_every_switch_resumes_exactly_and_logs_its_relabels() {
         assert!(e.relabelled_right <= e.relabelled, "{e:?}");
     }
     // The labels the state keeps are the ones the metrics describe.
-    let clean = train::fit::FaceSet::synthetic(140, 0, 64).unwrap().labels;
-    let labels = current_labels(whole.path()).unwrap();
+    let clean = train::faces::FaceSet::synthetic(140, 0, 64).unwrap().labels;
+    let labels = current_labels(&whole).unwrap();
     let wrong = labels.iter().zip(&clean).filter(|(a, b)| a != b).count();
     assert_eq!(wrong, unbroken.epochs[2].wrong_labels);
-    let report = train::eval::evaluate(whole.path(), &Device::flex()).unwrap();
+    let report = train::eval::evaluate(&whole, &Device::flex()).unwrap();
     assert!((report.accuracy - unbroken.test_accuracy).abs() < 1e-9);
     let r = report
         .relabelling
@@ -75,16 +77,17 @@ fn a_run_with_every_switch_resumes_exactly_and_logs_its_relabels() {
     );
 
     // Killed after epoch 2, resumed: the same metrics (relabels included), labels and weights.
-    let cut = tempfile::tempdir().unwrap();
-    fit(&config, cut.path(), &device, false).unwrap();
-    std::fs::remove_file(cut.path().join("checkpoint-003.bpk")).unwrap();
-    std::fs::remove_file(state_path(cut.path(), 3)).unwrap();
-    let resumed = fit(&config, cut.path(), &device, true).unwrap();
+    let cut_dir = tempfile::tempdir().unwrap();
+    let cut = RunDir::new(cut_dir.path());
+    fit(&config, &cut, &device, false).unwrap();
+    std::fs::remove_file(cut.checkpoint(3)).unwrap();
+    std::fs::remove_file(cut.state(3)).unwrap();
+    let resumed = fit(&config, &cut, &device, true).unwrap();
     assert_eq!(resumed.epochs, unbroken.epochs);
-    assert_eq!(current_labels(cut.path()).unwrap(), labels);
+    assert_eq!(current_labels(&cut).unwrap(), labels);
     let (a, b) = (
-        common::checkpoint_values(cut.path(), "checkpoint-003.bpk"),
-        common::checkpoint_values(whole.path(), "checkpoint-003.bpk"),
+        common::checkpoint_values(cut_dir.path(), "checkpoint-003.bpk"),
+        common::checkpoint_values(whole_dir.path(), "checkpoint-003.bpk"),
     );
     assert!(a == b, "same final weights, ARM's running mean included");
 }

@@ -68,19 +68,42 @@ pub fn asymmetric_target(e: Expression) -> Expression {
     }
 }
 
+/// A noise setting that cannot be applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoiseError {
+    /// The rate is not a fraction.
+    #[error("noise rate {0} is outside [0, 1]")]
+    Rate(f64),
+    /// The noise rules are defined for 7 or 8 classes.
+    #[error("noise needs 7 or 8 classes, not {0}")]
+    Classes(usize),
+    /// A label outside the class set.
+    #[error("label {label} is not among the {classes} classes")]
+    Label {
+        /// The label.
+        label: Expression,
+        /// The class count.
+        classes: usize,
+    },
+}
+
 /// Applies `noise` to `labels` drawn from a set of `classes` classes (7 or 8).
 ///
 /// # Errors
 /// If the rate is outside [0, 1], `classes` is not 7 or 8, or a label is outside the class set.
-pub fn inject(labels: &[Expression], classes: usize, noise: &Noise) -> Result<NoisyLabels, String> {
+pub fn inject(
+    labels: &[Expression],
+    classes: usize,
+    noise: &Noise,
+) -> Result<NoisyLabels, NoiseError> {
     if !(0.0..=1.0).contains(&noise.rate) {
-        return Err(format!("noise rate {} is outside [0, 1]", noise.rate));
+        return Err(NoiseError::Rate(noise.rate));
     }
     if classes != 7 && classes != 8 {
-        return Err(format!("noise needs 7 or 8 classes, not {classes}"));
+        return Err(NoiseError::Classes(classes));
     }
-    if let Some(bad) = labels.iter().find(|l| l.index() >= classes) {
-        return Err(format!("label {bad} is not among the {classes} classes"));
+    if let Some(&label) = labels.iter().find(|l| l.index() >= classes) {
+        return Err(NoiseError::Label { label, classes });
     }
     let mut rng = SplitMix64::new(noise.seed);
     let noisy = labels

@@ -12,13 +12,13 @@ use crate::prepare::Cache;
 /// 8 classes. FERPlus and the cache take two files, split at the first NUL byte (FERPlus: votes,
 /// then FER2013's pixels; the cache: `prepare.json`, then `faces.jsonl`).
 ///
-/// Returns how many samples were read, or the reader's error message.
+/// Returns how many samples were read, or the reader's error.
 ///
 /// # Errors
 /// Only if the files cannot be written under `dir`.
-pub fn read_bytes(input: &[u8], dir: &Path) -> std::io::Result<Result<usize, String>> {
+pub fn read_bytes(input: &[u8], dir: &Path) -> std::io::Result<anyhow::Result<usize>> {
     let Some((&which, bytes)) = input.split_first() else {
-        return Ok(Err("empty input".into()));
+        return Ok(Err(anyhow::anyhow!("empty input")));
     };
     let classes = if which & 0x80 == 0 {
         ClassSet::Seven
@@ -63,20 +63,20 @@ pub fn read_bytes(input: &[u8], dir: &Path) -> std::io::Result<Result<usize, Str
             }
             rafdb::read(&dir.join("raf"))
                 .map(|l| l.samples.len())
-                .map_err(|e| e.to_string())
+                .map_err(anyhow::Error::from)
         }
         1 => {
             let votes = write("ferplus/fer2013new.csv", first)?;
             let pixels = write("ferplus/fer2013.csv", second)?;
             ferplus::read(&pixels, &votes, classes)
                 .map(|l| l.samples.len())
-                .map_err(|e| e.to_string())
+                .map_err(anyhow::Error::from)
         }
         2 => {
             let csv = write("affectnet/training.csv", bytes)?;
             affectnet::read(&csv, &dir.join("affectnet"), classes)
                 .map(|l| l.samples.len())
-                .map_err(|e| e.to_string())
+                .map_err(anyhow::Error::from)
         }
         _ => {
             write("cache/prepare.json", first)?;
@@ -119,7 +119,10 @@ mod tests {
     fn each_reader_names_its_file_when_refusing() {
         let dir = tempfile::tempdir().unwrap();
         for which in 0..4u8 {
-            let err = read_bytes(&[which, b'x'], dir.path()).unwrap().unwrap_err();
+            let err = format!(
+                "{:#}",
+                read_bytes(&[which, b'x'], dir.path()).unwrap().unwrap_err()
+            );
             assert!(err.contains(dir.path().to_str().unwrap()), "{which}: {err}");
         }
     }

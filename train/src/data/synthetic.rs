@@ -453,18 +453,14 @@ mod tests {
     fn runtime_alignment_puts_the_eyes_on_the_template() {
         // Training aligns synthetic faces with the runtime's own function and their known
         // landmarks; the eye centres must land near the card's template points.
-        let card = edge_fer::ModelCard::from_json(
-            edge_fer::classify::BUILTIN_CARD,
-            std::path::Path::new("builtin"),
-        )
-        .unwrap();
+        let alignment = edge_fer::align::Alignment::builtin();
         for (i, e) in Expression::ALL[..7].iter().enumerate() {
             let f = generate(5, i as u64, 112, *e);
             let landmarks = edge_fer::Landmarks(f.landmarks);
             let mut crop = RgbImage::new(64, 64);
             let to_crop =
-                edge_fer::align::align(&f.image, &landmarks, &card.alignment, &mut crop).unwrap();
-            let template = card.alignment.template_px(64, 64);
+                edge_fer::align::align(&f.image, &landmarks, &alignment, &mut crop).unwrap();
+            let template = alignment.template_px(64, 64);
             let points = edge_fer::align::five_points(&landmarks);
             for k in 0..2 {
                 let [x, y] = to_crop.apply(points[k]);

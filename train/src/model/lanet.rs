@@ -13,88 +13,129 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use super::arm::{weighted_pool, Arm, ArmConfig};
 use super::resnet::{copy_values, Stage, Stem, EXPANSION};
 
-/// LA-Net's shape.
-#[derive(Config, Debug)]
+/// LA-Net's shape: a ResNet-18 on 224x224 faces, 7 classes, all 68 landmarks by default.
+#[derive(Config, Debug, PartialEq)]
 pub struct LaNetConfig {
-    /// Expression classes (7, or 8 with contempt).
+    /// Expression classes (7, or 8 with contempt; must match the data's).
     #[config(default = 7)]
     pub classes: usize,
+    /// Side of the aligned input crop (a multiple of 32; a prepared cache must hold this size).
+    #[config(default = 224)]
+    pub input_size: u32,
     /// Channels after the stem; stages use width, 2x, 4x, 8x. 64 is ResNet-18.
     #[config(default = 64)]
     pub width: usize,
     /// Basic blocks per stage (2 is ResNet-18).
     #[config(default = 2)]
     pub blocks: usize,
-    /// Landmark heatmaps predicted (68 for dlib's points).
-    #[config(default = 68)]
-    pub landmarks: usize,
-    /// Channels of the FPN maps; the landmark feature is the pooled finest map.
-    #[config(default = 64)]
-    pub fpn_channels: usize,
     /// ResNet-50's bottleneck blocks, 3, 4, 6, 3 per stage (`blocks` is then ignored).
     #[config(default = false)]
     pub resnet50: bool,
-    /// ARM (de-albino pooling and affinity sharing) over a last feature map of this side
-    /// (input side / 32); 0 keeps global average pooling.
+    /// The dlib landmark indices (0-67) the landmark branch predicts heatmaps for; all 68 when
+    /// absent (e.g. the eye corners, nose tip and mouth corners `[36, 39, 42, 45, 30, 48, 54]`).
+    pub landmarks: Option<Vec<usize>>,
+    /// Channels of the FPN maps; the landmark feature is the pooled finest map.
+    #[config(default = 64)]
+    pub fpn_channels: usize,
+    /// ARM (de-albino pooling and affinity sharing) instead of global average pooling.
+    pub arm: Option<ArmOptions>,
+}
+
+/// ARM's kernel, as a run configures it (its map is the last feature map, input side / 32).
+#[derive(Config, Debug, PartialEq)]
+pub struct ArmOptions {
+    /// De-albino kernel side (0: half the last map's side, rounded up).
     #[config(default = 0)]
-    pub arm_map: usize,
-    /// ARM's kernel side (0: half the map, rounded up).
-    #[config(default = 0)]
-    pub arm_kernel: usize,
-    /// ARM's kernel stride.
+    pub kernel: usize,
+    /// Kernel stride.
     #[config(default = 1)]
-    pub arm_stride: usize,
+    pub stride: usize,
 }
 
 impl LaNetConfig {
     /// A freshly initialised LA-Net. The landmark branch's stages 2-4 start as an exact copy of
     /// the expression branch's, with their own parameters.
     pub fn init(&self, device: &Device) -> LaNet {
-        let w = self.width;
-        let channels = self.stage_channels();
-        // Stage i (0 = layer1) takes the previous stage's channels (the stem's for layer1).
-        let stage = |i: usize| {
-            let input = if i == 0 { w } else { channels[i - 1] };
-            let stride = if i == 0 { 1 } else { 2 };
-            if self.resnet50 {
-                Stage::bottleneck(input, w << i, [3, 4, 6, 3][i], stride, device)
-            } else {
-                Stage::new(input, w << i, self.blocks, stride, device)
-            }
-        };
-        let expr: Vec<Stage> = (1..4).map(stage).collect();
+        // The draw order (expression stages 2-4, their landmark copies, the laterals, stem,
+        // layer1, classifier, heatmap head) fixes which random values each weight of a seeded
+        // run gets; keep it.
+        let expr: Vec<Stage> = (1..4).map(|i| self.stage(i, device)).collect();
         let landmark = (1..4)
             .zip(&expr)
-            .map(|(i, e)| copy_values(e, stage(i)))
+            .map(|(i, e)| copy_values(e, self.stage(i, device)))
             .collect();
         let f = self.fpn_channels;
-        let lateral = channels
+        let lateral = self
+            .stage_channels()
             .iter()
             .map(|&c| Conv2dConfig::new([c, f], [1, 1]).init(device))
             .collect();
+        let stem = Stem::new(self.width, device);
+        let layer1 = self.stage(0, device);
+        let classifier = self.classifier(device);
+        let heatmap = Conv2dConfig::new([f, self.landmark_count()], [1, 1]).init(device);
         LaNet {
-            stem: Stem::new(w, device),
-            layer1: stage(0),
-            expr,
-            classifier: LinearConfig::new(self.feature_dim(), self.classes).init(device),
+            expression: ExpressionNet {
+                stem,
+                layer1,
+                expr,
+                classifier,
+                arm: self.arm().map(|arm| arm.init(device)),
+                pool_weights: None,
+            },
             landmark,
             lateral,
-            heatmap: Conv2dConfig::new([f, self.landmarks], [1, 1]).init(device),
-            arm: self.arm().map(|arm| arm.init(device)),
+            heatmap,
         }
+    }
+
+    /// A freshly initialised expression path alone (what [`ExpressionNet::for_inference`] copies
+    /// weights into).
+    pub fn init_expression(&self, device: &Device) -> ExpressionNet {
+        ExpressionNet {
+            stem: Stem::new(self.width, device),
+            layer1: self.stage(0, device),
+            expr: (1..4).map(|i| self.stage(i, device)).collect(),
+            classifier: self.classifier(device),
+            arm: self.arm().map(|arm| arm.init(device)),
+            pool_weights: None,
+        }
+    }
+
+    /// Stage `i` (0 = layer1), taking the previous stage's channels (the stem's for layer1).
+    fn stage(&self, i: usize, device: &Device) -> Stage {
+        let w = self.width;
+        let input = if i == 0 {
+            w
+        } else {
+            self.stage_channels()[i - 1]
+        };
+        let stride = if i == 0 { 1 } else { 2 };
+        if self.resnet50 {
+            Stage::bottleneck(input, w << i, [3, 4, 6, 3][i], stride, device)
+        } else {
+            Stage::new(input, w << i, self.blocks, stride, device)
+        }
+    }
+
+    fn classifier(&self, device: &Device) -> Linear {
+        LinearConfig::new(self.feature_dim(), self.classes).init(device)
     }
 
     /// ARM's config, when it is on.
     pub fn arm(&self) -> Option<ArmConfig> {
-        (self.arm_map > 0).then(|| {
-            ArmConfig::new(self.arm_map, self.feature_dim())
-                .with_kernel(self.arm_kernel)
-                .with_stride(self.arm_stride)
+        self.arm.as_ref().map(|arm| {
+            ArmConfig::new(self.input_size as usize / 32, self.feature_dim())
+                .with_kernel(arm.kernel)
+                .with_stride(arm.stride)
         })
     }
-}
 
-impl LaNetConfig {
+    /// Heatmaps the landmark branch predicts.
+    pub fn landmark_count(&self) -> usize {
+        self.landmarks.as_ref().map_or(68, Vec::len)
+    }
+
     /// Output channels of layer1-4.
     pub fn stage_channels(&self) -> [usize; 4] {
         let e = if self.resnet50 { EXPANSION } else { 1 };
@@ -107,29 +148,28 @@ impl LaNetConfig {
     }
 }
 
-/// LA-Net's layers.
+/// LA-Net's layers: the expression path, and the landmark branch fed by its first stage.
 #[derive(Module, Debug)]
 pub struct LaNet {
-    stem: Stem,
-    layer1: Stage,
-    expr: Vec<Stage>,
-    classifier: Linear,
+    expression: ExpressionNet,
     landmark: Vec<Stage>,
     lateral: Vec<Conv2d>,
     heatmap: Conv2d,
-    arm: Option<Arm>,
 }
 
-/// The inference path alone (stem, layer1, expression layers 2-4, pooling, classifier): what is
-/// exported to ONNX, with none of the landmark branch's weights.
+/// The expression path: stem, layer1, the expression branch's layers 2-4, pooling (global
+/// average, or ARM's), the classifier. Inference and export use it alone, without any of the
+/// landmark branch's weights.
 #[derive(Module, Debug)]
 pub struct ExpressionNet {
     stem: Stem,
     layer1: Stage,
     expr: Vec<Stage>,
     classifier: Linear,
-    /// ARM's de-albino position weights `[map, map]`, when the net was trained with ARM (its
-    /// affinity shift is folded into the classifier's bias).
+    /// ARM as trained: de-albino pooling and affinity sharing.
+    arm: Option<Arm>,
+    /// ARM folded for inference ([`ExpressionNet::for_inference`]): the de-albino position
+    /// weights `[map, map]`; the affinity shift is in the classifier's bias.
     pool_weights: Option<Param<Tensor<2>>>,
 }
 
@@ -137,13 +177,71 @@ impl ExpressionNet {
     /// # Shapes
     /// `[N, 3, H, W]` -> logits `[N, C]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.layer1.forward(self.stem.forward(images));
-        let x = self.expr.iter().fold(x, |x, s| s.forward(x));
-        let pooled = match &self.pool_weights {
-            Some(w) => weighted_pool(x, w.val()),
-            None => global_pool(x),
+        self.forward_features(images).1
+    }
+
+    /// The pooled feature and the logits.
+    ///
+    /// # Shapes
+    /// `[N, 3, H, W]` -> (feature `[N, 8 width]`, logits `[N, C]`).
+    pub fn forward_features(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        self.branch(self.trunk(images))
+    }
+
+    /// Stem and layer1, which the landmark branch shares.
+    ///
+    /// # Shapes
+    /// `[N, 3, H, W]` -> `[N, width, H/4, W/4]`.
+    fn trunk(&self, images: Tensor<4>) -> Tensor<4> {
+        self.layer1.forward(self.stem.forward(images))
+    }
+
+    /// Layers 2-4, pooling and the classifier on the trunk's map.
+    fn branch(&self, c1: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let map = self.expr.iter().fold(c1, |x, s| s.forward(x)); // [N, 8w, H/32, W/32]
+        let feature = match (&self.arm, &self.pool_weights) {
+            (Some(arm), _) => arm.pool(map),
+            (None, Some(w)) => weighted_pool(map, w.val()),
+            (None, None) => global_pool(map),
         };
-        self.classifier.forward(pooled)
+        let logits = match &self.arm {
+            Some(arm) => self.classifier.forward(arm.share(feature.clone())),
+            None => self.classifier.forward(feature.clone()),
+        };
+        (feature, logits)
+    }
+
+    /// ARM's module, when the net trains with it.
+    pub fn arm(&self) -> Option<&Arm> {
+        self.arm.as_ref()
+    }
+
+    /// A deep copy for inference (`config` must be the one that built `self`): ARM, if any, folded
+    /// into position weights and the classifier's bias, so a face's logits do not depend on its
+    /// batch. A copy, because a `clone` would share BatchNorm's running statistics.
+    pub fn for_inference(&self, config: &LaNetConfig, device: &Device) -> ExpressionNet {
+        let mut copy = copy_values(self, config.init_expression(device));
+        copy.classifier = self.inference_classifier(copy.classifier);
+        copy.pool_weights = copy
+            .arm
+            .take()
+            .map(|arm| Param::from_tensor(arm.position_weights().detach()));
+        copy
+    }
+
+    /// The classifier `fresh` (a copy of this one); with ARM, its bias absorbs the inference
+    /// shift `alpha * running mean` (`W^T (f + s) + b = W^T f + (W^T s + b)`).
+    fn inference_classifier(&self, mut classifier: Linear) -> Linear {
+        if let Some(arm) = &self.arm {
+            let shift = arm.inference_shift().unsqueeze::<2>(); // [1, C_in]
+            let folded = shift.matmul(classifier.weight.val()).squeeze_dim::<1>(0); // [C_out]
+            let bias = match classifier.bias.take() {
+                Some(b) => b.val() + folded,
+                None => folded,
+            };
+            classifier.bias = Some(Param::from_tensor(bias.detach()));
+        }
+        classifier
     }
 }
 
@@ -177,10 +275,8 @@ impl LaNet {
     /// # Shapes
     /// `images` `[N, 3, H, W]` (H, W multiples of 32) -> see [`LaNetOutput`].
     pub fn forward(&self, images: Tensor<4>) -> LaNetOutput {
-        let c1 = self.layer1.forward(self.stem.forward(images)); // [N, w, H/4, W/4]
-        let expr_map = self.expr.iter().fold(c1.clone(), |x, s| s.forward(x)); // [N, 8w, H/32, W/32]
-        let expr_feature = self.pool(expr_map);
-        let logits = self.classify(expr_feature.clone());
+        let c1 = self.expression.trunk(images); // [N, w, H/4, W/4]
+        let (expr_feature, logits) = self.expression.branch(c1.clone());
 
         // Landmark branch: its own stages 2-4, keeping every scale for the top-down path.
         let mut maps = vec![c1];
@@ -209,9 +305,15 @@ impl LaNet {
         }
     }
 
+    /// The expression path: what inference runs (and, on a training device, the CE baseline's
+    /// forward pass).
+    pub fn expression(&self) -> &ExpressionNet {
+        &self.expression
+    }
+
     /// ARM's module, when the net has one.
     pub fn arm(&self) -> Option<&Arm> {
-        self.arm.as_ref()
+        self.expression.arm()
     }
 
     /// Resets the landmark branch's layers 2-4 to copies of the expression branch's (after the
@@ -219,85 +321,13 @@ impl LaNet {
     pub fn landmark_branch_from_expression(mut self) -> Self {
         let landmark = std::mem::take(&mut self.landmark);
         self.landmark = self
+            .expression
             .expr
             .iter()
             .zip(landmark)
             .map(|(e, l)| copy_values(e, l))
             .collect();
         self
-    }
-
-    /// A deep copy of the inference path (`config` must be the one that built `self`).
-    pub fn expression_net(&self, config: &LaNetConfig, device: &Device) -> ExpressionNet {
-        let fresh = config.init(device);
-        ExpressionNet {
-            stem: copy_values(&self.stem, fresh.stem),
-            layer1: copy_values(&self.layer1, fresh.layer1),
-            expr: self
-                .expr
-                .iter()
-                .zip(fresh.expr)
-                .map(|(from, into)| copy_values(from, into))
-                .collect(),
-            classifier: self.inference_classifier(fresh.classifier),
-            pool_weights: self
-                .arm
-                .as_ref()
-                .map(|arm| Param::from_tensor(arm.position_weights().detach())),
-        }
-    }
-
-    /// A copy of the classifier; with ARM, its bias absorbs the inference shift
-    /// `alpha * running mean` (`W^T (f + s) + b = W^T f + (W^T s + b)`).
-    fn inference_classifier(&self, fresh: Linear) -> Linear {
-        let mut classifier = copy_values(&self.classifier, fresh);
-        if let Some(arm) = &self.arm {
-            let shift = arm.inference_shift().unsqueeze::<2>(); // [1, C_in]
-            let folded = shift.matmul(classifier.weight.val()).squeeze_dim::<1>(0); // [C_out]
-            let bias = match classifier.bias.take() {
-                Some(b) => b.val() + folded,
-                None => folded,
-            };
-            classifier.bias = Some(Param::from_tensor(bias.detach()));
-        }
-        classifier
-    }
-
-    /// The expression path only: what is exported to ONNX (and, on a training device, the CE
-    /// baseline's forward pass).
-    ///
-    /// # Shapes
-    /// `[N, 3, H, W]` -> logits `[N, C]`.
-    pub fn forward_expression(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward_expression_features(images).1
-    }
-
-    /// The expression path, with its pooled feature.
-    ///
-    /// # Shapes
-    /// `[N, 3, H, W]` -> (feature `[N, 8 width]`, logits `[N, C]`).
-    pub fn forward_expression_features(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
-        let x = self.layer1.forward(self.stem.forward(images));
-        let x = self.expr.iter().fold(x, |x, s| s.forward(x));
-        let feature = self.pool(x);
-        let logits = self.classify(feature.clone());
-        (feature, logits)
-    }
-
-    /// Pooling of the expression branch's last map: ARM's de-albino kernel, or the global mean.
-    fn pool(&self, map: Tensor<4>) -> Tensor<2> {
-        match &self.arm {
-            Some(arm) => arm.pool(map),
-            None => global_pool(map),
-        }
-    }
-
-    /// The classifier, after ARM's affinity sharing when ARM is on.
-    fn classify(&self, feature: Tensor<2>) -> Tensor<2> {
-        match &self.arm {
-            Some(arm) => self.classifier.forward(arm.share(feature)),
-            None => self.classifier.forward(feature),
-        }
     }
 }
 
@@ -311,7 +341,7 @@ mod tests {
         let config = LaNetConfig::new()
             .with_width(8)
             .with_blocks(1)
-            .with_landmarks(5)
+            .with_landmarks(Some((0..5).collect()))
             .with_fpn_channels(16);
         let model = config.init(&device);
         let images = Tensor::<4>::random(
@@ -325,7 +355,7 @@ mod tests {
         assert_eq!(out.landmark_feature.dims(), [2, 16]);
         assert_eq!(out.heatmaps.dims(), [2, 5, 16, 16]);
         // The inference path computes the same logits.
-        let diff = (model.forward_expression(images) - out.logits)
+        let diff = (model.expression().forward(images) - out.logits)
             .abs()
             .max()
             .into_scalar::<f32>();
@@ -338,9 +368,10 @@ mod tests {
         let config = LaNetConfig::new()
             .with_width(4)
             .with_blocks(1)
-            .with_landmarks(3)
+            .with_landmarks(Some(vec![36, 45, 30]))
             .with_fpn_channels(8)
-            .with_arm_map(3);
+            .with_input_size(96)
+            .with_arm(Some(ArmOptions::new()));
         let model = config.init(&device);
         let noise = burn::tensor::Distribution::Normal(0.0, 1.0);
         // Training forward passes move BatchNorm's and ARM's running means away from their
@@ -351,14 +382,16 @@ mod tests {
         let net = model.valid();
         let plain = Device::flex();
         let images = Tensor::<4>::random([4, 3, 96, 96], noise, &plain);
-        let batch = net.forward_expression(images.clone());
+        let batch = net.expression().forward(images.clone());
         // During training the shared batch mean does couple the faces.
-        let coupled = model.forward_expression(Tensor::from_data(images.to_data(), &device));
-        let exported = net.expression_net(&config, &plain);
+        let coupled = model
+            .expression()
+            .forward(Tensor::from_data(images.to_data(), &device));
+        let exported = net.expression().for_inference(&config, &plain);
         let exported_batch = exported.forward(images.clone());
         for i in 0..4 {
             let one = images.clone().narrow(0, i, 1);
-            let alone = net.forward_expression(one.clone());
+            let alone = net.expression().forward(one.clone());
             let row = batch.clone().narrow(0, i, 1);
             let diff = (alone.clone() - row.clone())
                 .abs()
@@ -416,11 +449,18 @@ mod tests {
             ),
         ] {
             let m = config.init(&device);
-            let trunk = m.stem.num_params()
-                + m.layer1.num_params()
-                + m.expr.iter().map(Module::num_params).sum::<usize>();
+            let trunk = m.expression.stem.num_params()
+                + m.expression.layer1.num_params()
+                + m.expression
+                    .expr
+                    .iter()
+                    .map(Module::num_params)
+                    .sum::<usize>();
             assert_eq!(trunk, want);
-            assert_eq!(m.classifier.num_params(), config.feature_dim() * 7 + 7);
+            assert_eq!(
+                m.expression.classifier.num_params(),
+                config.feature_dim() * 7 + 7
+            );
         }
     }
 
@@ -430,7 +470,7 @@ mod tests {
         let config = LaNetConfig::new()
             .with_width(4)
             .with_resnet50(true)
-            .with_landmarks(5)
+            .with_landmarks(Some((0..5).collect()))
             .with_fpn_channels(8);
         let model = config.init(&device);
         let images = Tensor::<4>::random(
@@ -453,7 +493,7 @@ mod tests {
             .with_width(4)
             .with_blocks(1)
             .init(&device);
-        let (e, l) = (&model.expr[0], &model.landmark[0]);
+        let (e, l) = (&model.expression.expr[0], &model.landmark[0]);
         let x = Tensor::<4>::random(
             [1, 4, 8, 8],
             burn::tensor::Distribution::Normal(0.0, 1.0),
@@ -478,7 +518,7 @@ mod tests {
         let model = LaNetConfig::new()
             .with_width(4)
             .with_blocks(1)
-            .with_landmarks(3)
+            .with_landmarks(Some(vec![36, 45, 30]))
             .init(&device);
         let images = Tensor::<4>::random(
             [2, 3, 32, 32],
@@ -489,7 +529,7 @@ mod tests {
         let grads = model.forward(images).heatmaps.sum().backward();
         let (mut landmark, mut expr) = (GradCount(&grads, 0), GradCount(&grads, 0));
         model.landmark[0].visit(&mut landmark);
-        model.expr[0].visit(&mut expr);
+        model.expression.expr[0].visit(&mut expr);
         assert!(
             landmark.1 >= 6,
             "{} landmark-branch parameters got gradients",

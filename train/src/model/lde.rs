@@ -131,17 +131,14 @@ pub fn pair_weights(scores: Tensor<2>, mask: Tensor<2>, eps: f64) -> Tensor<2> {
     a.add_scalar(eps / n as f64) / row
 }
 
-/// The LDE step's settings.
-#[derive(Config, Debug)]
+/// The LDE step's settings (the feature widths come from the network, see [`LdeConfig::init`]).
+#[derive(Config, Debug, PartialEq)]
 pub struct LdeConfig {
-    /// Expression feature width.
-    pub expr_dim: usize,
-    /// Landmark feature width.
-    pub landmark_dim: usize,
     /// Neighbours per sample.
     #[config(default = 8)]
     pub k: usize,
-    /// History weight `m` in `m * history + (1 - m) * current`.
+    /// History weight `m` in `m * history + (1 - m) * current`. Each sample's one-hot label
+    /// keeps weight `m^epochs`, so short runs need a smaller `m` than the paper's 0.9 over 80.
     #[config(default = 0.9)]
     pub momentum: f64,
     /// Normalisation epsilon.
@@ -150,11 +147,11 @@ pub struct LdeConfig {
 }
 
 impl LdeConfig {
-    /// The two pair scorers.
-    pub fn init(&self, device: &Device) -> Lde {
+    /// The two pair scorers, for expression and landmark features of these widths.
+    pub fn init(&self, expr_dim: usize, landmark_dim: usize, device: &Device) -> Lde {
         Lde {
-            expr_score: PairScorerConfig::new(self.expr_dim).init(device),
-            landmark_score: PairScorerConfig::new(self.landmark_dim).init(device),
+            expr_score: PairScorerConfig::new(expr_dim).init(device),
+            landmark_score: PairScorerConfig::new(landmark_dim).init(device),
         }
     }
 }

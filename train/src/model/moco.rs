@@ -243,7 +243,7 @@ mod tests {
         let config = LaNetConfig::new()
             .with_width(4)
             .with_blocks(1)
-            .with_landmarks(3)
+            .with_landmarks(Some(vec![36, 45, 30]))
             .with_fpn_channels(8);
         let net = config.init(&device);
         let heads = Heads::for_net(&config, 4, &device);

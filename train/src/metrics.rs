@@ -1,0 +1,48 @@
+//! What a run records per epoch: one line of `metrics.jsonl` each.
+
+use serde::{Deserialize, Serialize};
+
+/// One epoch's metrics (a line of `metrics.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Mean total loss.
+    pub loss: f32,
+    /// Mean cross-entropy.
+    pub ce: f32,
+    /// Mean landmark loss (LA-Net).
+    pub landmark: f32,
+    /// Mean KL (LA-Net).
+    pub kl: f32,
+    /// Mean contrastive loss (LA-Net).
+    #[serde(default)]
+    pub contrastive: f32,
+    /// Mean supervised contrastive loss.
+    #[serde(default)]
+    pub scl: f32,
+    /// Labels UERM changed after the epoch.
+    #[serde(default)]
+    pub relabelled: usize,
+    /// Of those, how many now equal the clean label (known for synthetic noise).
+    #[serde(default)]
+    pub relabelled_right: usize,
+    /// Training labels that differ from the clean ones after the epoch (noise not yet undone,
+    /// or a wrong relabel).
+    #[serde(default)]
+    pub wrong_labels: usize,
+    /// Clean test accuracy after the epoch.
+    pub test_accuracy: f64,
+    /// Learning rate at the epoch's start.
+    pub lr: f64,
+}
+
+/// The lines of `metrics.jsonl` for `epochs`.
+pub fn jsonl(epochs: &[EpochMetrics]) -> String {
+    let mut text = String::new();
+    for m in epochs {
+        text.push_str(&serde_json::to_string(m).expect("metrics serialise"));
+        text.push('\n');
+    }
+    text
+}
