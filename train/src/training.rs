@@ -10,9 +10,9 @@
 //! contrastive loss when its weight is not 0.
 
 use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::TensorData;
 use edge_fer::align::Alignment;
 use edge_fer::classify::normalise_into;
@@ -195,21 +195,22 @@ pub struct Contrast {
     pub landmark_queue: Queue,
 }
 
-/// Mean cross-entropy of `logits` against class indices.
+/// Mean cross-entropy of `logits` against class indices (burn's loss, on logits, unweighted).
 ///
 /// # Shapes
 /// `logits` `[N, C]` -> `[1]`.
 pub fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {
-    let [n, c] = logits.dims();
-    let mut one_hot = vec![0.0f32; n * c];
-    for (i, &l) in labels.iter().enumerate() {
-        one_hot[i * c + l] = 1.0;
-    }
-    let one_hot: Tensor<2> = Tensor::from_data(TensorData::new(one_hot, [n, c]), &logits.device());
-    (one_hot * log_softmax(logits, 1))
-        .sum()
-        .neg()
-        .div_scalar(n as f64)
+    let device = logits.device();
+    let targets: Tensor<1, Int> = Tensor::from_data(
+        TensorData::new(
+            labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+            [labels.len()],
+        ),
+        &device,
+    );
+    CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(logits, targets)
 }
 
 /// What a step returns: the updated model, its losses and the batch's logits (detached; UERM
@@ -446,5 +447,19 @@ mod tests {
             .labels
             .iter()
             .all(|&l| l != Queue::EMPTY));
+    }
+
+    #[test]
+    fn cross_entropy_by_hand() {
+        // Rows (0, ln 3) and (ln 2, ln 2): softmax (1/4, 3/4) and (1/2, 1/2). Labels 1 and 0:
+        // the mean of -ln(3/4) and -ln(1/2).
+        let device = Device::flex();
+        let logits = Tensor::<2>::from_data(
+            TensorData::new(vec![0.0f32, 3f32.ln(), 2f32.ln(), 2f32.ln()], [2, 2]),
+            &device,
+        );
+        let got = cross_entropy(logits, &[1, 0]).into_scalar::<f32>();
+        let want = -0.5 * ((0.75f32).ln() + (0.5f32).ln());
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
     }
 }
