@@ -1,6 +1,7 @@
 //! Evaluation of a finished run: rebuild the model from the run's `config.json`, load its newest
 //! checkpoint, and report accuracy, per-class accuracy, mean class accuracy and the confusion
-//! matrix (also written as `confusion.csv` and `confusion.png` beside the checkpoints), and for
+//! matrix (also written as `confusion.csv` and `confusion.png` beside the checkpoints, with the
+//! run's `learning-curve.png`), and for
 //! LA-Net runs how many flipped labels the learned distributions recovered and, with annotator
 //! votes, their Jensen-Shannon divergence from them; for UERM runs, how many the relabelling put
 //! right.
@@ -18,7 +19,7 @@ use crate::config::{Method, TrainingConfig};
 use crate::data::Expression;
 use crate::faces::{datasets, noisy_labels, predict};
 use crate::model::lanet::LaNet;
-use crate::plot::confusion_png;
+use crate::plot::{confusion_png, learning_curve_png};
 use crate::run_dir::RunDir;
 use crate::state::{current_labels, learned_distributions};
 
@@ -107,10 +108,8 @@ pub fn evaluate(run: &RunDir, device: &Device) -> anyhow::Result<EvalReport> {
         .collect();
     let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
     write_confusion_csv(&run.confusion_csv(), &confusion, &names)?;
-    let png_path = run.confusion_png();
-    confusion_png(&confusion, &names)
-        .save(&png_path)
-        .with_context(|| format!("writing {}", png_path.display()))?;
+    confusion_png(&confusion, &names, &run.confusion_png())?;
+    learning_curve_png(&run.read_metrics()?, &run.learning_curve_png())?;
 
     let noisy = noisy_labels(&config, &train)?;
     // Compares each training sample's label estimate with its clean label.

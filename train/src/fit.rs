@@ -3,10 +3,12 @@
 //! resumable state; clean-test accuracy throughout.
 //!
 //! Label noise, if any, is applied to the training labels only; `noise.json` records every
-//! flipped sample. The run's files are [`RunDir`]'s.
+//! flipped sample. The run's files are [`RunDir`]'s; `learning-curve.png` is redrawn after every
+//! epoch, so a long run can be watched as a picture.
 
 use anyhow::Context;
 use burn::prelude::*;
+use edge_fer::classify::argmax;
 use serde::Serialize;
 
 use crate::augment::Plan;
@@ -15,6 +17,8 @@ use crate::data::noise::NoisyLabels;
 use crate::data::sampler::epoch_indices;
 use crate::faces::{accuracy, batch_of, datasets, keep_landmarks, noisy_labels, FaceSet};
 use crate::metrics::EpochMetrics;
+use crate::model::lde::host_values;
+use crate::plot::learning_curve_png;
 use crate::relabel::relabel;
 use crate::rng::SplitMix64;
 use crate::run_dir::RunDir;
@@ -113,6 +117,11 @@ pub fn fit(
         run.write_checkpoint(state.epoch, &record_bytes(&state.model.net, "checkpoint")?)?;
         run.write_state(state.epoch, &state.save(&epochs)?, STATES_KEPT)?;
         run.write_metrics(&epochs)?;
+        // A picture to watch a long run by; failing to draw it must not stop the training.
+        if let Err(e) = learning_curve_png(&epochs, &run.learning_curve_png()) {
+            tracing::warn!("{e:#}");
+            eprintln!("train: {e:#}");
+        }
     }
     bar.finish_and_clear();
     Ok(FitSummary {
@@ -173,6 +182,7 @@ fn epoch(
     let epoch_lr = lr_at(state.step);
     let mut sums = StepLosses::default();
     let mut batches = 0;
+    let (mut trained, mut right) = (0usize, 0usize);
     for rows in order.chunks(config.batch) {
         if rows.len() < 2 {
             continue; // BatchNorm and the neighbour search need two samples
@@ -200,6 +210,12 @@ fn epoch(
             ),
         };
         state.model = next;
+        trained += batch.labels.len();
+        right += host_values(&logits)
+            .chunks(classes)
+            .zip(&batch.labels)
+            .filter(|(row, &label)| argmax(row) == label)
+            .count();
         if let Some(p) = state.predictions.as_mut() {
             p.record(&batch.indices, &probabilities(logits));
         }
@@ -263,89 +279,9 @@ fn epoch(
         relabelled,
         relabelled_right,
         wrong_labels,
+        train_accuracy: right as f64 / trained.max(1) as f64,
         test_accuracy,
         lr: epoch_lr,
     };
     Ok((state, metrics))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::augment::Augment;
-    use crate::config::{layers, ContrastiveConfig, DataConfig};
-    use crate::model::lanet::LaNetConfig;
-    use crate::model::lde::LdeConfig;
-
-    fn small() -> TrainingConfig {
-        TrainingConfig::new()
-            .with_model(
-                LaNetConfig::new()
-                    .with_input_size(64)
-                    .with_width(8)
-                    .with_blocks(1),
-            )
-            .with_data(DataConfig::new().with_train_faces(210).with_test_faces(70))
-            .with_epochs(6)
-            .with_batch(35)
-            .with_lr(3e-3)
-            .with_lde(LdeConfig::new().with_k(4))
-            .with_contrastive(ContrastiveConfig::new().with_queue(140))
-            // Six short epochs learn faster without augmentation; augmentation has its own tests.
-            .with_augment(Augment::none())
-    }
-
-    #[test]
-    fn a_short_run_writes_its_files_learns_and_reloads() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
-        let device = Device::flex().autodiff();
-        let config = small();
-        let summary = fit(&config, &run, &device, false).unwrap();
-        assert_eq!(summary.epochs.len(), 6);
-        assert_eq!(run.read_metrics().unwrap(), summary.epochs);
-        for e in 1..=6 {
-            assert!(run.checkpoint(e).is_file());
-        }
-        // Only the two newest states are kept.
-        let states: Vec<usize> = run.states().iter().map(|s| s.0).collect();
-        assert_eq!(states, vec![6, 5]);
-        assert_eq!(
-            layers::as_map(&run.read_config().unwrap()),
-            layers::as_map(&config)
-        );
-        let noise: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(run.noise_path()).unwrap()).unwrap();
-        assert_eq!(noise["flipped"].as_array().unwrap().len(), summary.flipped);
-        assert!(
-            summary.epochs[5].loss < summary.epochs[0].loss,
-            "{:?}",
-            summary.epochs
-        );
-        assert!(summary.epochs.iter().all(|e| e.contrastive > 0.0));
-        // Well above chance (1/7) after six short epochs on clean synthetic faces.
-        assert!(summary.test_accuracy > 0.3, "{:?}", summary.epochs);
-        // The last checkpoint loads back into a fresh model and scores exactly as in training.
-        let report = crate::eval::evaluate(&run, &Device::flex()).unwrap();
-        assert_eq!(report.checkpoint, run.checkpoint(6));
-        assert!(
-            (report.accuracy - summary.test_accuracy).abs() < 1e-9,
-            "{} vs {}",
-            report.accuracy,
-            summary.test_accuracy
-        );
-        assert_eq!(report.confusion.iter().flatten().sum::<usize>(), 70);
-        assert!(run.confusion_csv().is_file());
-        assert!(run.confusion_png().is_file());
-    }
-
-    #[test]
-    fn an_invalid_config_is_refused_before_anything_is_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path().join("run"));
-        let config = small().with_batch(1);
-        let err = fit(&config, &run, &Device::flex().autodiff(), false).unwrap_err();
-        assert!(err.to_string().contains("batch"), "{err}");
-        assert!(!run.path().exists());
-    }
 }

@@ -31,6 +31,10 @@ pub struct EpochMetrics {
     /// or a wrong relabel).
     #[serde(default)]
     pub wrong_labels: usize,
+    /// Accuracy on the training batches during the epoch, against the labels trained on (noisy,
+    /// or as UERM left them): near 1 once the network has memorised the noise.
+    #[serde(default)]
+    pub train_accuracy: f64,
     /// Clean test accuracy after the epoch.
     pub test_accuracy: f64,
     /// Learning rate at the epoch's start.

@@ -234,6 +234,11 @@ impl RunDir {
     pub fn confusion_png(&self) -> PathBuf {
         self.root.join("confusion.png")
     }
+
+    /// `learning-curve.png`.
+    pub fn learning_curve_png(&self) -> PathBuf {
+        self.root.join("learning-curve.png")
+    }
 }
 
 /// [`write_atomic`] with the file named in the error.
