@@ -48,17 +48,18 @@ pub struct EvalReport {
     pub js_divergence: Option<f64>,
 }
 
-/// Rebuilds the run's model for data of `classes` classes and loads `checkpoint` into it.
+/// Rebuilds the network of `run` (whose config is `config`) for data of `classes` classes and
+/// loads `checkpoint` into it.
 ///
 /// # Errors
-/// A config or checkpoint that cannot be read, is damaged or does not fit, named.
+/// A checkpoint that cannot be read, is damaged or does not fit the config, named.
 pub fn load_model(
     run: &RunDir,
+    config: &TrainingConfig,
     checkpoint: &Path,
     classes: usize,
     device: &Device,
-) -> anyhow::Result<(TrainingConfig, LaNet)> {
-    let config = run.read_config()?;
+) -> anyhow::Result<LaNet> {
     let bytes = RunDir::read_checkpoint(checkpoint)?;
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| anyhow::anyhow!("{}: not a readable checkpoint: {e}", checkpoint.display()))?;
@@ -70,7 +71,7 @@ pub fn load_model(
             run.config_path().display()
         )
     })?;
-    Ok((config, net))
+    Ok(net)
 }
 
 /// How well the learned label distributions undid the injected noise.
@@ -94,7 +95,7 @@ pub fn evaluate(run: &RunDir, device: &Device) -> anyhow::Result<EvalReport> {
     let config = run.read_config()?;
     let (train, test) = datasets(&config)?;
     let k = test.classes;
-    let (_, net) = load_model(run, &checkpoint, k, device)?;
+    let net = load_model(run, &config, &checkpoint, k, device)?;
     let pred = predict(&net.valid(), &test, config.batch, device)?;
     let names: Vec<&str> = Expression::ALL[..k].iter().map(|e| e.name()).collect();
     let mut confusion = vec![vec![0usize; k]; k];
@@ -145,7 +146,7 @@ pub fn evaluate(run: &RunDir, device: &Device) -> anyhow::Result<EvalReport> {
     } else {
         (None, None)
     };
-    let relabelling = match config.relabel_rule() {
+    let relabelling = match config.uerm {
         Some(_) => Some(recovery_of(&current_labels(run)?)),
         None => None,
     };

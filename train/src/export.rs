@@ -85,7 +85,7 @@ pub fn export(
         ),
     };
     let device = Device::flex();
-    let (_, net) = load_model(run, &checkpoint, classes, &device)?;
+    let net = load_model(run, &config, &checkpoint, classes, &device)?;
     let net = net.valid();
     let size = config.model.input_size;
 

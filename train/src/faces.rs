@@ -29,6 +29,8 @@ pub struct FaceSet {
     pub votes: Option<Vec<Vec<f32>>>,
     /// Class count.
     pub classes: usize,
+    /// Side of the square crops.
+    pub size: u32,
 }
 
 impl FaceSet {
@@ -70,6 +72,7 @@ impl FaceSet {
             labels,
             votes: None,
             classes: 7,
+            size,
         })
     }
 
@@ -96,6 +99,7 @@ impl FaceSet {
             labels,
             votes,
             classes: cache.summary.classes,
+            size: cache.summary.input_size,
         }
     }
 }
@@ -226,8 +230,7 @@ pub fn predict(
     let mut out = Vec::with_capacity(n);
     for start in (0..n).step_by(batch.max(1)) {
         let rows: Vec<usize> = (start..(start + batch).min(n)).collect();
-        let size = set.face(rows[0])?.crop.width();
-        let plans = vec![Plan::identity(size); rows.len()];
+        let plans = vec![Plan::identity(set.size); rows.len()];
         let b = batch_of(set, &rows, &set.labels, &plans, device)?;
         let pred = net
             .expression()

@@ -54,10 +54,6 @@ pub fn fit(
     resume: bool,
 ) -> anyhow::Result<FitSummary> {
     config.validate()?;
-    run.create()?;
-    if !resume {
-        run.write_config(config)?;
-    }
     let (train, test) = datasets(config)?;
     anyhow::ensure!(
         train.classes == config.model.classes,
@@ -66,6 +62,10 @@ pub fn fit(
         config.model.classes,
         train.classes
     );
+    run.create()?;
+    if !resume {
+        run.write_config(config)?;
+    }
     let noisy = noisy_labels(config, &train)?;
     let labels: Vec<usize> = noisy.labels.iter().map(|e| e.index()).collect();
     let classes = train.classes;
@@ -243,16 +243,12 @@ fn epoch(
     }
     state.epoch = index + 1;
     let (mut relabelled, mut relabelled_right) = (0, 0);
-    if let (Some(p), Some(rule), Some(uerm)) = (
-        state.predictions.as_mut(),
-        config.relabel_rule(),
-        config.uerm.as_ref(),
-    ) {
+    if let (Some(p), Some(uerm)) = (state.predictions.as_mut(), config.uerm.as_ref()) {
         p.end_epoch();
         if index + 1 >= uerm.from {
             let averaged = p.averaged();
             let views: Vec<Option<&[f32]>> = averaged.iter().map(|a| a.as_deref()).collect();
-            let changes = relabel(&views, &mut state.labels, rule);
+            let changes = relabel(&views, &mut state.labels, uerm.rule());
             relabelled = changes.len();
             relabelled_right = changes
                 .iter()

@@ -569,7 +569,7 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
     let run = RunDir::new(args.out.context("--out is needed to train")?);
     let device = device(&args.device)?.autodiff();
     let summary = train::fit::fit(&config, &run, &device, args.resume)?;
-    let relabelling = config.relabel_rule().is_some();
+    let relabelling = config.uerm.is_some();
     for e in &summary.epochs {
         let relabels = if relabelling {
             format!(

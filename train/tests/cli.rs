@@ -4,6 +4,15 @@ use std::process::Command;
 
 mod common;
 
+/// Fails the test with the command's stderr unless it exited 0.
+fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn train(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_train"))
         .args(args)
@@ -33,11 +42,7 @@ fn folder_dataset_counts_skips_and_noise() {
         "folder",
         root,
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let train_row = stdout.lines().find(|l| l.starts_with("train")).unwrap();
     let counts: Vec<usize> = train_row
@@ -97,11 +102,7 @@ fn synth_writes_a_dataset_the_folder_reader_reads() {
         "--seed",
         "2",
     ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    succeeded(&run);
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("landmarks.jsonl"))
         .unwrap()
         .lines()
@@ -155,18 +156,10 @@ fn fit_and_eval_on_cache(cache: &str, extra: &[&str]) -> (tempfile::TempDir, ser
     ];
     args.extend_from_slice(extra);
     let out = train(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert!(run.path().join("checkpoint-002.bpk").is_file());
     let out = train(&["eval", "--run", r]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let report = serde_json::from_slice(&out.stdout).unwrap();
     (run, report)
 }
@@ -311,11 +304,7 @@ fn a_killed_run_resumes_to_the_same_weights_as_an_unbroken_one() {
             .map(String::as_str)
             .collect::<Vec<_>>(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
 
     // The run records what its noise did.
     let noise: serde_json::Value =
@@ -433,11 +422,7 @@ fn ferplus_end_to_end_reports_the_divergence_from_the_annotators_votes() {
         "--size",
         "64",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let opened = train::prepare::Cache::open(cache.path()).unwrap();
     assert_eq!(opened.faces.len(), 8);
     assert_eq!(opened.summary.landmarks.whole_image, 8);
@@ -457,11 +442,7 @@ fn fit_starts_from_a_pytorch_checkpoint_or_names_why_it_cannot() {
     args.extend(["--init".to_string(), pth.display().to_string()]);
     set(&mut args, "--epochs", "1");
     let out = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let saved = train::run_dir::RunDir::new(dir.path())
         .read_config()
         .unwrap();
@@ -488,17 +469,20 @@ fn a_landmark_subset_trains_that_many_heatmaps_and_bad_indices_are_refused() {
     set(&mut args, "--epochs", "1");
     args.extend(["--landmarks".to_string(), "36,45,30,48,54".to_string()]);
     let out = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let run = train::run_dir::RunDir::new(dir.path());
     let config = run.read_config().unwrap();
     assert_eq!(config.model.landmarks, Some(vec![36, 45, 30, 48, 54]));
     assert_eq!(config.model.landmark_count(), 5);
     // The checkpoint has 5 heatmap channels: it loads into the 5-landmark model.
-    train::eval::load_model(&run, &run.checkpoint(1), 7, &burn::prelude::Device::flex()).unwrap();
+    train::eval::load_model(
+        &run,
+        &config,
+        &run.checkpoint(1),
+        7,
+        &burn::prelude::Device::flex(),
+    )
+    .unwrap();
 
     let bad = tempfile::tempdir().unwrap();
     let mut args = small_fit(bad.path());
@@ -549,11 +533,7 @@ fn print_config(args: &[&str]) -> serde_json::Value {
     let mut all = vec!["fit", "--print-config"];
     all.extend_from_slice(args);
     let out = train(&all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

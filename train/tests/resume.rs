@@ -62,13 +62,13 @@ fn resuming_from_a_middle_epoch_gives_the_unbroken_runs_weights() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&ckpt3, bytes).unwrap();
-    let err = train::eval::load_model(&cut, &ckpt3, 7, &device).unwrap_err();
+    let err = train::eval::load_model(&cut, &config, &ckpt3, 7, &device).unwrap_err();
     let err = format!("{err:#}");
     assert!(err.contains("checksum mismatch"), "{err}");
     assert!(err.contains("checkpoint-003.bpk"), "{err}");
     let again = fit(&config, &cut, &device, true).unwrap();
     assert_eq!(again.epochs, unbroken.epochs);
-    assert!(train::eval::load_model(&cut, &ckpt3, 7, &device).is_ok());
+    assert!(train::eval::load_model(&cut, &config, &ckpt3, 7, &device).is_ok());
     let c = common::checkpoint_values(cut_dir.path(), "checkpoint-003.bpk");
     assert!(c == b, "the redone epoch gives the unbroken run's weights");
 }

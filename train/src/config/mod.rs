@@ -174,6 +174,16 @@ pub struct UermConfig {
     pub window: usize,
 }
 
+impl UermConfig {
+    /// The relabelling rule these settings give.
+    pub fn rule(&self) -> RelabelRule {
+        RelabelRule {
+            fraction: self.fraction,
+            margin: self.margin,
+        }
+    }
+}
+
 /// A configuration that cannot train, or a config file that cannot be read.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -207,14 +217,6 @@ pub enum ConfigError {
 }
 
 impl TrainingConfig {
-    /// UERM's rule, when it is on.
-    pub fn relabel_rule(&self) -> Option<RelabelRule> {
-        self.uerm.as_ref().map(|u| RelabelRule {
-            fraction: u.fraction,
-            margin: u.margin,
-        })
-    }
-
     /// Whether the run trains the expression-landmark contrastive loss.
     pub fn contrastive_on(&self) -> bool {
         self.method == Method::Lanet && self.loss.contrastive > 0.0

@@ -47,8 +47,9 @@ impl ModuleVisitor for Values<'_> {
 /// Every weight of the backbone in `dir/checkpoint` (7 classes), in module order.
 pub fn checkpoint_values(dir: &Path, checkpoint: &str) -> Vec<f32> {
     let run = RunDir::new(dir);
-    let (_, net) =
-        train::eval::load_model(&run, &dir.join(checkpoint), 7, &Device::flex()).unwrap();
+    let config = run.read_config().unwrap();
+    let net =
+        train::eval::load_model(&run, &config, &dir.join(checkpoint), 7, &Device::flex()).unwrap();
     let mut all = Vec::new();
     net.visit(&mut Values(&mut all));
     all
