@@ -77,6 +77,10 @@ pub struct Augment {
     /// Probability of erasing one random rectangle (after normalisation, to 0).
     #[config(default = 0.2)]
     pub erase: f64,
+    /// Area fraction range of the erased rectangle (LA-Net's reference: 0.02-0.20; torchvision's
+    /// default is 0.02-0.33).
+    #[config(default = "(0.02, 0.2)")]
+    pub erase_area: (f64, f64),
 }
 
 impl Augment {
@@ -88,6 +92,7 @@ impl Augment {
             ratio: (1.0, 1.0),
             jitter: 0.0,
             erase: 0.0,
+            erase_area: (0.02, 0.2),
         }
     }
 }
@@ -157,7 +162,7 @@ impl Plan {
         let contrast = rng.uniform(1.0 - j, 1.0 + j);
         let saturation = rng.uniform(1.0 - j, 1.0 + j);
         let erase = (rng.next_f64() < config.erase)
-            .then(|| erase_rect(size, rng))
+            .then(|| erase_rect(size, config.erase_area, rng))
             .flatten();
         Plan {
             flip,
@@ -203,11 +208,12 @@ impl Plan {
     }
 }
 
-/// torchvision's RandomErasing rectangle: area 2-33 % of the crop, log-uniform aspect 0.3-3.3.
-fn erase_rect(size: u32, rng: &mut SplitMix64) -> Option<Rect> {
+/// torchvision's RandomErasing rectangle: area a fraction `area` of the crop, log-uniform aspect
+/// 0.3-3.3.
+fn erase_rect(size: u32, area: (f64, f64), rng: &mut SplitMix64) -> Option<Rect> {
     let s = f64::from(size);
     for _ in 0..10 {
-        let area = s * s * rng.uniform(0.02, 0.33);
+        let area = s * s * rng.uniform(area.0, area.1);
         let ratio = rng.uniform(0.3f64.ln(), 3.3f64.ln()).exp();
         let (h, w) = (
             (area * ratio).sqrt().round() as u32,
@@ -421,6 +427,9 @@ mod tests {
             assert!((0.6..=1.4).contains(&p.brightness));
             if let Some(r) = p.erase {
                 assert!(r.x + r.w <= 64 && r.y + r.h <= 64);
+                // The reference's 2-20 % of the area, give or take the rounding of the sides.
+                let share = f64::from(r.w * r.h) / (64.0 * 64.0);
+                assert!((0.015..=0.22).contains(&share), "{share}");
                 erased += 1;
             }
             flips += usize::from(p.flip);
