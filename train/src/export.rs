@@ -64,6 +64,12 @@ pub fn export(
     name: &str,
 ) -> anyhow::Result<ExportReport> {
     let config = run.read_config()?;
+    if let Some(people) = config.data.identities {
+        anyhow::bail!(
+            "{}: a pretraining run classifies {people} synthetic people, not expressions; start an expression run from it with --init-from",
+            run.path().display()
+        );
+    }
     let checkpoint = match checkpoint {
         Some(c) if !c.is_file() => anyhow::bail!("{}: no such checkpoint", c.display()),
         Some(c) => c.to_path_buf(),
@@ -355,7 +361,8 @@ pub fn write_test_crops(run: &RunDir, out: &Path) -> anyhow::Result<usize> {
     let config = run.read_config()?;
     let (_, test) = datasets(&config)?;
     for i in 0..test.len() {
-        let label = Expression::ALL[test.labels[i]].name();
+        let label = Expression::from_index(test.labels[i])
+            .map_or_else(|| format!("id{}", test.labels[i]), |e| e.name().to_string());
         let dir = out.join(label);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{i:06}.png"));

@@ -13,17 +13,19 @@ use serde::Serialize;
 
 use crate::augment::Plan;
 use crate::config::{Method, TrainingConfig};
-use crate::data::noise::NoisyLabels;
 use crate::data::sampler::epoch_indices;
-use crate::faces::{accuracy, batch_of, datasets, keep_landmarks, noisy_labels, FaceSet};
+use crate::data::Expression;
+use crate::faces::{
+    accuracy, accuracy_against, batch_of, keep_landmarks, run_faces, FaceSet, RunFaces, TrainLabels,
+};
 use crate::metrics::EpochMetrics;
-use crate::model::lde::host_values;
+use crate::model::lde::{host_values, neighbour_counts};
 use crate::plot::learning_curve_png;
 use crate::relabel::relabel;
 use crate::rng::SplitMix64;
 use crate::run_dir::RunDir;
 use crate::state::{record_bytes, TrainingState};
-use crate::training::{plain_step, probabilities, train_step, StepLosses};
+use crate::training::{plain_step, probabilities, train_step, StepLosses, StepResult};
 
 /// State files kept: the newest and the one before it, in case the newest is damaged.
 const STATES_KEPT: usize = 2;
@@ -54,7 +56,13 @@ pub fn fit(
     resume: bool,
 ) -> anyhow::Result<FitSummary> {
     config.validate()?;
-    let (train, test) = datasets(config)?;
+    let RunFaces {
+        train,
+        labels: noisy,
+        val,
+        val_labels,
+        test,
+    } = run_faces(config)?;
     anyhow::ensure!(
         train.classes == config.model.classes,
         "the data has {} classes and model.classes is {}: set --classes {}",
@@ -66,13 +74,18 @@ pub fn fit(
     if !resume {
         run.write_config(config)?;
     }
-    let noisy = noisy_labels(config, &train)?;
-    let labels: Vec<usize> = noisy.labels.iter().map(|e| e.index()).collect();
+    let labels = noisy.labels.clone();
     let classes = train.classes;
     if !resume {
         run.write_noise(&noise_record(config, &noisy))?;
     }
-    let mut state = TrainingState::fresh(config, &labels, classes, device)?;
+    // A resumed run's weights come from its state: its starting point is not read again (and
+    // may be gone).
+    let mut start = config.clone();
+    if resume {
+        (start.init, start.init_from) = (None, None);
+    }
+    let mut state = TrainingState::fresh(&start, &labels, classes, device)?;
     let mut epochs: Vec<EpochMetrics> = Vec::new();
     if resume {
         let (epoch, sections) = run.newest_good_state()?;
@@ -96,6 +109,8 @@ pub fn fit(
     bar.set_position(state.step as u64);
     let data = Faces {
         train: &train,
+        noisy: &noisy.labels,
+        val: val.as_ref().map(|v| (v, val_labels.as_slice())),
         test: &test,
         device,
     };
@@ -131,30 +146,77 @@ pub fn fit(
     })
 }
 
-/// The training and clean test faces, and the device their batches go to.
+/// The training, validation (with its noisy labels) and clean test faces, and the device their
+/// batches go to.
 struct Faces<'a> {
     train: &'a FaceSet,
+    /// The training labels as the noise left them (before any relabelling).
+    noisy: &'a [usize],
+    val: Option<(&'a FaceSet, &'a [usize])>,
     test: &'a FaceSet,
     device: &'a Device,
 }
 
-/// The run's record of what the noise did: every flipped training sample, from and to.
-fn noise_record(config: &TrainingConfig, noisy: &NoisyLabels) -> serde_json::Value {
+/// The run's record of what the noise did: every training sample whose label is not its clean
+/// one (injected noise, or an annotator's draw on a blend), from and to.
+fn noise_record(config: &TrainingConfig, noisy: &TrainLabels) -> serde_json::Value {
+    let name = |l: usize| {
+        Expression::from_index(l).map_or_else(|| l.to_string(), |e| e.name().to_string())
+    };
     let flips: Vec<serde_json::Value> = (0..noisy.labels.len())
         .filter(|&i| noisy.flipped(i))
         .map(|i| {
             serde_json::json!({
                 "index": i,
-                "original": noisy.original[i].name(),
-                "noisy": noisy.labels[i].name(),
+                "original": name(noisy.clean[i]),
+                "noisy": name(noisy.labels[i]),
             })
         })
         .collect();
     serde_json::json!({
         "noise": config.data.noise.as_ref().map(|n| (n.kind, n.rate)),
+        "blends": config.data.blends,
         "training_samples": noisy.labels.len(),
         "flipped": flips,
     })
+}
+
+/// Neighbour pairs of an epoch that share the anchor's clean label, and all pairs, per space.
+#[derive(Debug, Clone, Copy, Default)]
+struct PurityCounts {
+    same: [usize; 2],
+    all: [usize; 2],
+}
+
+impl PurityCounts {
+    /// Adds a batch's neighbours (batch rows) per space, with its rows' clean labels.
+    fn add(&mut self, neighbours: &[Vec<Vec<usize>>], clean: &[usize]) {
+        for (space, lists) in neighbours.iter().enumerate().take(2) {
+            let (same, all) = neighbour_counts(lists, clean);
+            self.same[space] += same;
+            self.all[space] += all;
+        }
+    }
+
+    fn share(&self, space: usize) -> Option<f64> {
+        (self.all[space] > 0).then(|| self.same[space] as f64 / self.all[space] as f64)
+    }
+}
+
+/// How the history bank's argmax stands against the clean labels: flipped labels it has put
+/// right, and clean ones it has moved away from.
+fn bank_recovery(bank: &[f32], classes: usize, given: &[usize], clean: &[usize]) -> (usize, usize) {
+    bank.chunks(classes).zip(given.iter().zip(clean)).fold(
+        (0, 0),
+        |(recovered, lost), (row, (&g, &c))| {
+            let best = argmax(row);
+            if g != c {
+                (recovered + usize::from(best == c), lost)
+            } else {
+                (recovered, lost + usize::from(best != c))
+            }
+        },
+    )
 }
 
 /// One epoch (`index` from 0): its steps, then UERM's relabelling and the clean test accuracy.
@@ -183,6 +245,7 @@ fn epoch(
     let mut sums = StepLosses::default();
     let mut batches = 0;
     let (mut trained, mut right) = (0usize, 0usize);
+    let mut purity = PurityCounts::default();
     for rows in order.chunks(config.batch) {
         if rows.len() < 2 {
             continue; // BatchNorm and the neighbour search need two samples
@@ -197,7 +260,12 @@ fn epoch(
             config.model.landmarks.as_deref(),
         );
         let model = state.model;
-        let (next, losses, logits) = match config.method {
+        let StepResult {
+            model: next,
+            losses,
+            logits,
+            neighbours,
+        } = match config.method {
             Method::Ce => plain_step(model, &mut state.optim, &batch, config, lr),
             Method::Lanet => train_step(
                 model,
@@ -210,6 +278,12 @@ fn epoch(
             ),
         };
         state.model = next;
+        let clean: Vec<usize> = batch
+            .indices
+            .iter()
+            .map(|&i| data.train.labels[i])
+            .collect();
+        purity.add(&neighbours, &clean);
         trained += batch.labels.len();
         right += host_values(&logits)
             .chunks(classes)
@@ -263,7 +337,18 @@ fn epoch(
         .filter(|(a, b)| a != b)
         .count();
     let n = batches.max(1) as f32;
-    let test_accuracy = accuracy(&state.model.net.valid(), data.test, config.batch, device)?;
+    let net = state.model.net.valid();
+    let test_accuracy = accuracy(&net, data.test, config.batch, device)?;
+    let val_accuracy = match data.val {
+        Some((set, labels)) => Some(accuracy_against(&net, set, labels, config.batch, device)?),
+        None => None,
+    };
+    let (bank_recovered, bank_lost) = if config.method == Method::Lanet {
+        let (r, l) = bank_recovery(state.bank.rows(), classes, data.noisy, &data.train.labels);
+        (Some(r), Some(l))
+    } else {
+        (None, None)
+    };
     let metrics = EpochMetrics {
         epoch: index + 1,
         loss: sums.total / n,
@@ -277,7 +362,40 @@ fn epoch(
         wrong_labels,
         train_accuracy: right as f64 / trained.max(1) as f64,
         test_accuracy,
+        val_accuracy,
+        purity_expression: purity.share(0),
+        purity_landmark: purity.share(1),
+        bank_recovered,
+        bank_lost,
         lr: epoch_lr,
     };
     Ok((state, metrics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bank_recovery_by_hand() {
+        // Three faces of 3 classes. Face 0: label 1, clean 0, bank argmax 0 (recovered). Face 1:
+        // label = clean = 2, argmax 1 (lost). Face 2: label = clean = 1, argmax 1 (kept).
+        let bank = [0.6, 0.4, 0.0, 0.1, 0.5, 0.4, 0.0, 0.9, 0.1];
+        assert_eq!(bank_recovery(&bank, 3, &[1, 2, 1], &[0, 2, 1]), (1, 1));
+    }
+
+    #[test]
+    fn purity_pools_pairs_over_batches_per_space() {
+        let mut p = PurityCounts::default();
+        // Batch 1: expression space 1 of 2 pairs share the label, landmark space 2 of 2.
+        p.add(
+            &[vec![vec![1], vec![2]], vec![vec![1], vec![0]]],
+            &[0, 0, 1],
+        );
+        // Batch 2 (expression space only, as CE gives): 1 of 1.
+        p.add(&[vec![vec![1], vec![]]], &[3, 3]);
+        assert_eq!(p.share(0), Some(2.0 / 3.0));
+        assert_eq!(p.share(1), Some(1.0));
+        assert_eq!(PurityCounts::default().share(0), None);
+    }
 }

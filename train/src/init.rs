@@ -1,5 +1,6 @@
 //! `--init FILE.pth`: start the backbone from a PyTorch ResNet checkpoint (torchvision's, or a
 //! face-pretrained one saved with torchvision's parameter names), through burn's PyTorch reader.
+//! `--init-from RUN`: start it from an earlier run of this tool ([`from_run`]).
 //!
 //! torchvision names map onto the expression path (`conv1`/`bn1` -> the stem, `layer1` -> the
 //! shared stage, `layer2-4` -> the expression branch, `downsample.0/1` -> the shortcut's conv and
@@ -11,7 +12,8 @@ use std::path::Path;
 
 use burn::store::{ModuleSnapshot, PytorchStore};
 
-use crate::model::lanet::LaNet;
+use crate::model::lanet::{LaNet, LaNetConfig};
+use crate::run_dir::RunDir;
 
 /// What an initialisation loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,4 +96,59 @@ pub fn from_pytorch(
         unused: result.unused.clone(),
     };
     Ok((net.landmark_branch_from_expression(), report))
+}
+
+/// The run folder and checkpoint `path` names: a run folder (its newest checkpoint) or a
+/// checkpoint file inside one.
+///
+/// # Errors
+/// A path that is neither, naming it.
+pub fn run_and_checkpoint(path: &Path) -> anyhow::Result<(RunDir, std::path::PathBuf)> {
+    if path.is_dir() {
+        let run = RunDir::new(path);
+        let checkpoint = run.newest_checkpoint()?;
+        return Ok((run, checkpoint));
+    }
+    anyhow::ensure!(
+        path.is_file(),
+        "{}: no such run folder or checkpoint",
+        path.display()
+    );
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok((RunDir::new(folder), path.to_path_buf()))
+}
+
+/// Starts `net` (configured as `model`) from the backbone of the run at `path` (see
+/// [`run_and_checkpoint`]), as [`LaNet::with_backbone_of`] describes. Returns the checkpoint
+/// used.
+///
+/// # Errors
+/// A run whose config or checkpoint cannot be read, or whose backbone has another width or
+/// depth, naming the file.
+pub fn from_run(
+    net: LaNet,
+    model: &LaNetConfig,
+    path: &Path,
+    device: &burn::prelude::Device,
+) -> anyhow::Result<(LaNet, std::path::PathBuf)> {
+    let (run, checkpoint) = run_and_checkpoint(path)?;
+    let source = run.read_config()?;
+    let theirs = &source.model;
+    anyhow::ensure!(
+        (theirs.width, theirs.blocks, theirs.resnet50)
+            == (model.width, model.blocks, model.resnet50),
+        "{}: its backbone is width {} blocks {}{}, this run's width {} blocks {}{}",
+        run.config_path().display(),
+        theirs.width,
+        theirs.blocks,
+        if theirs.resnet50 { " (ResNet-50)" } else { "" },
+        model.width,
+        model.blocks,
+        if model.resnet50 { " (ResNet-50)" } else { "" },
+    );
+    let loaded = crate::eval::load_model(&run, &source, &checkpoint, theirs.classes, device)?;
+    Ok((net.with_backbone_of(loaded), checkpoint))
 }

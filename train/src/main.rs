@@ -158,6 +158,18 @@ struct Settings {
     /// Synthetic test faces [data.test_faces].
     #[arg(long)]
     test_faces: Option<u64>,
+    /// The blend set: half the synthetic training faces blend two classes, with a known true
+    /// distribution and a label drawn from it [data.blends].
+    #[arg(long)]
+    blends: bool,
+    /// Pretraining stand-in: synthetic faces of this many people, labelled by person (sets
+    /// model.classes too) [data.identities].
+    #[arg(long, value_name = "PEOPLE")]
+    identities: Option<u64>,
+    /// Fraction of the training faces held out with their noisy labels, to select an epoch on
+    /// [data.validation].
+    #[arg(long)]
+    validation: Option<f64>,
     /// Label noise on the training labels [data.noise.kind].
     #[arg(long, value_enum)]
     noise: Option<NoiseArg>,
@@ -195,8 +207,12 @@ struct Settings {
     arm_stride: Option<usize>,
     /// Start the backbone from a PyTorch ResNet checkpoint with torchvision's names; the width
     /// and depth options must match it [init].
-    #[arg(long, value_name = "FILE.pth")]
+    #[arg(long, value_name = "FILE.pth", conflicts_with = "init_from")]
     init: Option<PathBuf>,
+    /// Start the backbone (both branches) from an earlier run of this tool: its folder or a
+    /// checkpoint; the classifier starts fresh [init_from].
+    #[arg(long, value_name = "RUN")]
+    init_from: Option<PathBuf>,
     /// Epochs [epochs].
     #[arg(long)]
     epochs: Option<usize>,
@@ -227,6 +243,9 @@ struct Settings {
     /// Weight of the expression-landmark contrastive loss (0 = off) [loss.contrastive].
     #[arg(long)]
     contrastive_weight: Option<f64>,
+    /// Momentum of the contrastive key encoder [contrastive.key_momentum].
+    #[arg(long)]
+    key_momentum: Option<f64>,
     /// Contrastive queue length per modality [contrastive.queue].
     #[arg(long)]
     queue: Option<usize>,
@@ -475,6 +494,9 @@ impl Settings {
         set(&mut data.test_cache, self.test_data.map(Some));
         set(&mut data.train_faces, self.train_faces);
         set(&mut data.test_faces, self.test_faces);
+        data.blends |= self.blends;
+        set(&mut data.identities, self.identities.map(Some));
+        set(&mut data.validation, self.validation);
         if let Some(kind) = self.noise {
             let kind = NoiseKind::from(kind);
             match &mut data.noise {
@@ -487,6 +509,7 @@ impl Settings {
         }
         let model = &mut config.model;
         set(&mut model.classes, self.classes.map(usize::from));
+        set(&mut model.classes, self.identities.map(|n| n as usize));
         set(&mut model.input_size, self.size);
         set(&mut model.width, self.width);
         set(&mut model.blocks, self.blocks);
@@ -502,6 +525,7 @@ impl Settings {
             section(&mut model.arm, "--arm-stride", "--arm")?.stride = s;
         }
         set(&mut config.init, self.init.map(Some));
+        set(&mut config.init_from, self.init_from.map(Some));
         set(&mut config.epochs, self.epochs);
         set(&mut config.batch, self.batch);
         set(&mut config.lr, self.lr);
@@ -514,6 +538,7 @@ impl Settings {
         set(&mut config.loss.landmark, self.landmark_weight);
         set(&mut config.loss.kl, self.kl_weight);
         set(&mut config.loss.contrastive, self.contrastive_weight);
+        set(&mut config.contrastive.key_momentum, self.key_momentum);
         set(&mut config.contrastive.queue, self.queue);
         match self.scl_weight {
             Some(0.0) => config.scl = None,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One epoch's metrics (a line of `metrics.jsonl`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct EpochMetrics {
     /// Epoch, from 1.
     pub epoch: usize,
@@ -37,6 +37,24 @@ pub struct EpochMetrics {
     pub train_accuracy: f64,
     /// Clean test accuracy after the epoch.
     pub test_accuracy: f64,
+    /// Accuracy on the held-out validation faces against their noisy labels, when the run holds
+    /// some out (`data.validation`).
+    #[serde(default)]
+    pub val_accuracy: Option<f64>,
+    /// kNN purity in expression-feature space: the share of the anchors' K batch neighbours
+    /// whose clean label is the anchor's, pooled over the epoch's batches.
+    #[serde(default)]
+    pub purity_expression: Option<f64>,
+    /// The same in landmark-feature space (LA-Net).
+    #[serde(default)]
+    pub purity_landmark: Option<f64>,
+    /// LA-Net: training labels that differ from the clean ones (noise) whose history-bank
+    /// argmax is the clean label after the epoch.
+    #[serde(default)]
+    pub bank_recovered: Option<usize>,
+    /// LA-Net: training labels equal to the clean ones whose history-bank argmax moved away.
+    #[serde(default)]
+    pub bank_lost: Option<usize>,
     /// Learning rate at the epoch's start.
     pub lr: f64,
 }

@@ -166,6 +166,8 @@ fn loss_series(epochs: &[EpochMetrics]) -> Vec<Series> {
 pub const TRAIN_COLOUR: RGBColor = RGBColor(227, 119, 194);
 /// See [`TRAIN_COLOUR`].
 pub const TEST_COLOUR: RGBColor = RGBColor(23, 190, 207);
+/// See [`TRAIN_COLOUR`].
+pub const VAL_COLOUR: RGBColor = RGBColor(188, 189, 34);
 
 /// Draws the learning curve of `epochs` into `path`: the loss terms above, the training and clean
 /// test accuracy below, one point per epoch.
@@ -195,7 +197,7 @@ pub fn learning_curve_png(epochs: &[EpochMetrics], path: &Path) -> anyhow::Resul
         let accuracy = |f: fn(&EpochMetrics) -> f64| -> Vec<(i32, f64)> {
             epochs.iter().map(|e| (e.epoch as i32, f(e))).collect()
         };
-        let accuracies = vec![
+        let mut accuracies = vec![
             (
                 "train (labels trained on)",
                 TRAIN_COLOUR,
@@ -203,6 +205,13 @@ pub fn learning_curve_png(epochs: &[EpochMetrics], path: &Path) -> anyhow::Resul
             ),
             ("clean test", TEST_COLOUR, accuracy(|e| e.test_accuracy)),
         ];
+        if epochs.iter().any(|e| e.val_accuracy.is_some()) {
+            accuracies.push((
+                "validation (noisy labels)",
+                VAL_COLOUR,
+                accuracy(|e| e.val_accuracy.unwrap_or(0.0)),
+            ));
+        }
         panel(
             &lower,
             "accuracy per epoch",
@@ -325,7 +334,9 @@ mod tests {
                 wrong_labels: 0,
                 train_accuracy: 0.2 * e as f64,
                 test_accuracy: 0.15 * e as f64,
+                val_accuracy: Some(0.1 * e as f64),
                 lr: 1e-3,
+                ..EpochMetrics::default()
             })
             .collect();
         let names: Vec<&str> = loss_series(&epochs).iter().map(|s| s.0).collect();
@@ -337,7 +348,7 @@ mod tests {
         assert_eq!(img.dimensions(), (900, 700));
         let count = |c: RGBColor| img.pixels().filter(|p| p.0 == [c.0, c.1, c.2]).count();
         // Both accuracy lines are drawn (in the lower panel), each a few hundred pixels long.
-        for colour in [TRAIN_COLOUR, TEST_COLOUR] {
+        for colour in [TRAIN_COLOUR, TEST_COLOUR, VAL_COLOUR] {
             let lower = img
                 .enumerate_pixels()
                 .filter(|(_, y, p)| *y > 390 && p.0 == [colour.0, colour.1, colour.2])

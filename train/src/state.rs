@@ -222,6 +222,11 @@ impl TrainingState {
             );
             net = loaded;
         }
+        if let Some(path) = &config.init_from {
+            let (loaded, checkpoint) = crate::init::from_run(net, &lanet, path, device)?;
+            tracing::info!("backbone initialised from {}", checkpoint.display());
+            net = loaded;
+        }
         let moco = &config.contrastive;
         let heads = Heads::for_net(&lanet, moco.embed_dim, device);
         let contrast = config.contrastive_on().then(|| Contrast {

@@ -26,7 +26,7 @@ use crate::loss::{
     contrastive_direction, kl_batchmean, pseudo_labels, supervised_contrastive, AdaptiveWing,
 };
 use crate::model::lanet::LaNet;
-use crate::model::lde::{host_values, HistoryBank, Lde};
+use crate::model::lde::{host_values, knn, HistoryBank, Lde};
 use crate::model::moco::{Heads, MomentumEncoder, Projection, Queue};
 
 /// ImageNet mean and std of 0-1 RGB values (what torchvision ResNets are trained with); the
@@ -213,9 +213,20 @@ pub fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {
         .forward(logits, targets)
 }
 
-/// What a step returns: the updated model, its losses and the batch's logits (detached; UERM
-/// reads its predictions from them, see [`probabilities`]).
-pub type StepResult = (TrainModel, StepLosses, Tensor<2>);
+/// What a step returns.
+pub struct StepResult {
+    /// The updated model.
+    pub model: TrainModel,
+    /// The step's losses.
+    pub losses: StepLosses,
+    /// The batch's logits (detached; UERM reads its predictions from them, see
+    /// [`probabilities`]).
+    pub logits: Tensor<2>,
+    /// Each batch row's K nearest neighbours (batch rows) in expression-feature space, and for
+    /// LA-Net in landmark-feature space: what the label distributions were built from (for CE,
+    /// what they would have been built from). For the purity diagnostics.
+    pub neighbours: Vec<Vec<Vec<usize>>>,
+}
 
 /// The supervised contrastive loss of the batch (unweighted) and its weight, when the model has
 /// its head and the config turns it on.
@@ -249,6 +260,7 @@ pub fn plain_step(
         .expression()
         .forward_features(batch.images.clone());
     let detached = logits.clone().detach();
+    let feature_detached = feature.clone().detach();
     let ce = cross_entropy(logits, &batch.labels);
     let mut losses = StepLosses {
         ce: ce.clone().into_scalar::<f32>(),
@@ -260,8 +272,14 @@ pub fn plain_step(
         total = total + scl.mul_scalar(weight);
     }
     losses.total = total.clone().into_scalar::<f32>();
+    let neighbours = vec![knn(&feature_detached, config.lde.k)];
     let grads = GradientsParams::from_grads(total.backward(), &model);
-    (optim.step(lr, model, grads), losses, detached)
+    StepResult {
+        model: optim.step(lr, model, grads),
+        losses,
+        logits: detached,
+        neighbours,
+    }
 }
 
 /// One LA-Net optimisation step at learning rate `lr`, with the loss weights, LDE and
@@ -355,7 +373,13 @@ pub fn train_step(
             .landmark_queue
             .push(&host_values(&keys.landmark), &labels);
     }
-    (optim.step(lr, model, grads), losses, detached)
+    let [expr_neighbours, landmark_neighbours] = lde.neighbours;
+    StepResult {
+        model: optim.step(lr, model, grads),
+        losses,
+        logits: detached,
+        neighbours: vec![expr_neighbours, landmark_neighbours],
+    }
 }
 
 #[cfg(test)]
@@ -415,7 +439,12 @@ mod tests {
         let mut bank = HistoryBank::from_labels(&batch.labels, 7);
         let mut history = Vec::new();
         for _ in 0..12 {
-            let (next, losses, logits) = train_step(
+            let StepResult {
+                model: next,
+                losses,
+                logits,
+                neighbours,
+            } = train_step(
                 model,
                 &mut optim,
                 &mut bank,
@@ -425,6 +454,10 @@ mod tests {
                 1e-3,
             );
             model = next;
+            assert_eq!(neighbours.len(), 2);
+            assert!(neighbours
+                .iter()
+                .all(|space| space.len() == 16 && space.iter().all(|row| row.len() == 4)));
             assert!(losses.total.is_finite(), "{losses:?}");
             assert_eq!(probabilities(logits).len(), 16 * 7);
             history.push(losses);

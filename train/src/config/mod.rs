@@ -43,6 +43,12 @@ pub struct TrainingConfig {
     /// face-pretrained ResNet-18) to start the backbone from; the model's width and depth must
     /// match it.
     pub init: Option<PathBuf>,
+    /// An earlier run of this tool (its folder, or one of its checkpoint files) to start the
+    /// backbone from: the stem and layer1, and its expression layers 2-4 copied into both
+    /// branches, as LA-Net's reference loads one pretrained checkpoint into both; the
+    /// classifier, the landmark head and every other part start fresh. The backbone's width and
+    /// depth must be the run's. The pretraining stand-in (`data.identities`) writes such runs.
+    pub init_from: Option<PathBuf>,
     /// Where the faces come from, and the noise put on their training labels.
     #[config(default = "DataConfig::new()")]
     pub data: DataConfig,
@@ -93,6 +99,20 @@ pub struct DataConfig {
     /// Synthetic clean test faces (without a cache).
     #[config(default = 700)]
     pub test_faces: u64,
+    /// Synthetic training faces are the blend set: half of them blend two classes' expression
+    /// parameters (fear/surprise, anger/disgust, sadness/neutral, happiness/surprise, weights
+    /// 0.55, 0.70, 0.85), with that true label distribution and a label drawn from it (the test
+    /// faces stay pure).
+    #[config(default = false)]
+    pub blends: bool,
+    /// The pretraining stand-in: synthetic faces of this many people (a pool of face shapes,
+    /// expressions drawn at random and never labelled), labelled by person. `model.classes`
+    /// must equal it; no noise, blends or cache.
+    pub identities: Option<u64>,
+    /// Fraction of the training faces held out, with their noisy labels, as a validation split
+    /// (never trained on): what an epoch can be selected on without clean labels.
+    #[config(default = 0.0)]
+    pub validation: f64,
     /// Label noise put on the training labels (seeded by the run's seed).
     pub noise: Option<NoiseConfig>,
 }
@@ -274,6 +294,38 @@ impl TrainingConfig {
                     "model.landmarks {subset:?}: give dlib indices 0-67, at least one"
                 ));
             }
+        }
+        if self.init.is_some() && self.init_from.is_some() {
+            return invalid("init and init_from: give one starting point".into());
+        }
+        if !(0.0..1.0).contains(&self.data.validation) {
+            return invalid(format!(
+                "data.validation {}: give a fraction in 0-1 (below 1)",
+                self.data.validation
+            ));
+        }
+        if let Some(people) = self.data.identities {
+            let data = &self.data;
+            if people < 2 || self.model.classes as u64 != people {
+                return invalid(format!(
+                    "data.identities {people}: needs at least 2 people and model.classes equal to it (it is {})",
+                    self.model.classes
+                ));
+            }
+            if data.noise.is_some() || data.blends || data.cache.is_some() {
+                return invalid(
+                    "data.identities makes its own synthetic faces: no noise, blends or cache"
+                        .into(),
+                );
+            }
+        } else if self.model.classes > 8 || self.model.classes < 2 {
+            return invalid(format!(
+                "model.classes {}: expressions are 7, or 8 with contempt",
+                self.model.classes
+            ));
+        }
+        if self.data.blends && (self.data.cache.is_some() || self.model.classes != 7) {
+            return invalid("data.blends are synthetic faces of 7 classes: no cache".into());
         }
         if self.batch < 2 {
             return invalid("batch: a batch needs at least 2 faces".into());

@@ -8,6 +8,13 @@
 //! variation that must not matter: identity (face width and height, eye spacing, feature heights),
 //! in-plane rotation, yaw (horizontal foreshortening), scale, position, skin/background colours, a
 //! lighting gradient and pixel noise. The same `(seed, index)` always gives the same face.
+//!
+//! Two variants serve the noisy-label benchmark. *Identities* ([`Identity`], [`identity_stream`]):
+//! a fixed pool of face shapes, so a network can be pretrained to tell people apart without ever
+//! seeing an expression label, the stand-in for the face-recognition checkpoint LA-Net's
+//! reference starts from. *Blends* ([`Look::Blend`], [`blend_stream`]): the expression parameters
+//! of two classes interpolated before the jitter, a face whose true label distribution is known,
+//! the ambiguity real expressions have (fear/surprise, anger/disgust, sadness/neutral).
 
 use image::{Rgb, RgbImage};
 
@@ -23,6 +30,94 @@ pub struct SyntheticFace {
     pub landmarks: [[f32; 2]; 68],
     /// The expression its geometry carries.
     pub label: Expression,
+}
+
+/// What a face's expression geometry shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Look {
+    /// One class's geometry.
+    Pure(Expression),
+    /// `alpha * major + (1 - alpha) * minor`, parameter by parameter (`alpha` in 0.5-1).
+    Blend {
+        /// The class with weight `alpha`: the face's clean label.
+        major: Expression,
+        /// The other class.
+        minor: Expression,
+        /// The major class's weight.
+        alpha: f32,
+    },
+}
+
+impl Look {
+    /// The clean label: the class with the larger weight.
+    pub fn label(&self) -> Expression {
+        match *self {
+            Look::Pure(e) | Look::Blend { major: e, .. } => e,
+        }
+    }
+
+    /// The true label distribution over `classes` classes: one-hot for a pure face,
+    /// `alpha` / `1 - alpha` on the blend's two classes.
+    pub fn truth(&self, classes: usize) -> Vec<f32> {
+        let mut t = vec![0.0; classes];
+        match *self {
+            Look::Pure(e) => t[e.index()] = 1.0,
+            Look::Blend {
+                major,
+                minor,
+                alpha,
+            } => {
+                t[major.index()] = alpha;
+                t[minor.index()] = 1.0 - alpha;
+            }
+        }
+        t
+    }
+
+    fn shape(&self) -> Shape {
+        match *self {
+            Look::Pure(e) => shape_of(e),
+            Look::Blend {
+                major,
+                minor,
+                alpha,
+            } => shape_of(major).mix(&shape_of(minor), alpha),
+        }
+    }
+}
+
+/// A person's face shape, in face-width units: what stays when the expression changes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Identity {
+    face_w: f32,
+    face_h: f32,
+    eye_dx: f32,
+    eye_y: f32,
+    mouth_y: f32,
+    brow_gap: f32,
+}
+
+impl Identity {
+    /// Draws a shape from the ranges every synthetic face's identity comes from.
+    fn draw(u: &mut impl FnMut(f32, f32) -> f32) -> Identity {
+        let (face_w, face_h) = (u(0.92, 1.08), u(0.92, 1.1));
+        let eye_dx = u(0.18, 0.22);
+        let (eye_y, mouth_y, brow_gap) = (u(-0.14, -0.1), u(0.28, 0.33), u(0.09, 0.12));
+        Identity {
+            face_w,
+            face_h,
+            eye_dx,
+            eye_y,
+            mouth_y,
+            brow_gap,
+        }
+    }
+
+    /// Identity `id` of the pool fixed by `seed`.
+    pub fn of(seed: u64, id: u64) -> Identity {
+        let mut rng = SplitMix64::new(seed ^ 0x1D_E471 ^ id.wrapping_mul(0xA24B_AED4_963E_E407));
+        Identity::draw(&mut |lo: f32, hi: f32| lo + (hi - lo) * rng.next_f64() as f32)
+    }
 }
 
 /// Expression geometry, in face-width units (image y grows downwards).
@@ -44,6 +139,23 @@ struct Shape {
     brow_inner: f32,
     /// Eye opening factor.
     eye_open: f32,
+}
+
+impl Shape {
+    /// `alpha * self + (1 - alpha) * other`.
+    fn mix(&self, other: &Shape, alpha: f32) -> Shape {
+        let m = |a: f32, b: f32| alpha * a + (1.0 - alpha) * b;
+        Shape {
+            curve: m(self.curve, other.curve),
+            curve_right: m(self.curve_right, other.curve_right),
+            open: m(self.open, other.open),
+            width: m(self.width, other.width),
+            upper_lip: m(self.upper_lip, other.upper_lip),
+            brow_raise: m(self.brow_raise, other.brow_raise),
+            brow_inner: m(self.brow_inner, other.brow_inner),
+            eye_open: m(self.eye_open, other.eye_open),
+        }
+    }
 }
 
 fn shape_of(e: Expression) -> Shape {
@@ -75,11 +187,25 @@ fn shape_of(e: Expression) -> Shape {
 /// Generates face `index` of the stream fixed by `seed`, `size` x `size` pixels, with the given
 /// expression.
 pub fn generate(seed: u64, index: u64, size: u32, label: Expression) -> SyntheticFace {
+    render(seed, index, size, &Look::Pure(label), None)
+}
+
+/// Generates face `index` of the stream fixed by `seed` showing `look`, of `identity` when
+/// given (else of a shape drawn for this face alone). Everything but the expression and the
+/// identity is drawn as [`generate`] draws it, so the same `(seed, index)` differs only there.
+pub fn render(
+    seed: u64,
+    index: u64,
+    size: u32,
+    look: &Look,
+    identity: Option<&Identity>,
+) -> SyntheticFace {
+    let label = look.label();
     let mut rng = SplitMix64::new(seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03));
     let mut u = |lo: f32, hi: f32| lo + (hi - lo) * rng.next_f64() as f32;
 
     // Expression, jittered.
-    let base = shape_of(label);
+    let base = look.shape();
     let shape = Shape {
         curve: base.curve + u(-0.015, 0.015),
         curve_right: base.curve_right + u(-0.01, 0.01),
@@ -90,10 +216,16 @@ pub fn generate(seed: u64, index: u64, size: u32, label: Expression) -> Syntheti
         brow_inner: base.brow_inner + u(-0.012, 0.012),
         eye_open: base.eye_open * u(0.85, 1.15),
     };
-    // Identity.
-    let (face_w, face_h) = (u(0.92, 1.08), u(0.92, 1.1));
-    let eye_dx = u(0.18, 0.22);
-    let (eye_y, mouth_y, brow_gap) = (u(-0.14, -0.1), u(0.28, 0.33), u(0.09, 0.12));
+    // Identity: drawn even when given, so that pose and colours stay those of the same index.
+    let drawn = Identity::draw(&mut u);
+    let Identity {
+        face_w,
+        face_h,
+        eye_dx,
+        eye_y,
+        mouth_y,
+        brow_gap,
+    } = identity.copied().unwrap_or(drawn);
     // Pose, scale, position (in pixels).
     let angle = u(-0.26, 0.26); // about +-15 degrees
     let yaw = u(0.85, 1.0);
@@ -175,6 +307,93 @@ pub fn stream(seed: u64, size: u32, classes: usize) -> impl Iterator<Item = Synt
             size,
             Expression::ALL[(i % classes as u64) as usize],
         )
+    })
+}
+
+/// The expression pairs people confuse that blends are made of (LA-Net's motivating ambiguities,
+/// and happiness/surprise, both with raised features).
+pub const BLEND_PAIRS: [(Expression, Expression); 4] = [
+    (Expression::Fear, Expression::Surprise),
+    (Expression::Anger, Expression::Disgust),
+    (Expression::Sadness, Expression::Neutral),
+    (Expression::Happiness, Expression::Surprise),
+];
+
+/// The weights of a blend's major class.
+pub const BLEND_ALPHAS: [f32; 3] = [0.55, 0.70, 0.85];
+
+/// What face `index` of a blend stream over 7 classes shows. Classes cycle as in [`stream`];
+/// every second run of 7 faces (so half the faces, every class equally) is a blend with its
+/// class as the major one, the partner taken from [`BLEND_PAIRS`] (surprise, in two pairs,
+/// alternates between fear and happiness) and `alpha` drawn from [`BLEND_ALPHAS`].
+pub fn blend_look(seed: u64, index: u64) -> Look {
+    let major = Expression::ALL[(index % 7) as usize];
+    let cycle = index / 7;
+    if cycle.is_multiple_of(2) {
+        return Look::Pure(major);
+    }
+    let partners: Vec<Expression> = BLEND_PAIRS
+        .iter()
+        .filter_map(|&(a, b)| {
+            (a == major)
+                .then_some(b)
+                .or_else(|| (b == major).then_some(a))
+        })
+        .collect();
+    let minor = partners[(cycle / 2) as usize % partners.len()];
+    let mut rng = SplitMix64::new(seed ^ 0xB1E4D ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let alpha = BLEND_ALPHAS[rng.below(BLEND_ALPHAS.len() as u64) as usize];
+    Look::Blend {
+        major,
+        minor,
+        alpha,
+    }
+}
+
+/// The label an annotator gives face `index` of `look`: a draw from its true distribution (the
+/// major class with probability `alpha`), so blends carry instance-dependent noise.
+pub fn annotated_label(seed: u64, index: u64, look: &Look) -> Expression {
+    match *look {
+        Look::Pure(e) => e,
+        Look::Blend {
+            major,
+            minor,
+            alpha,
+        } => {
+            let mut rng =
+                SplitMix64::new(seed ^ 0xA2_2074 ^ index.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+            if rng.next_f64() < f64::from(alpha) {
+                major
+            } else {
+                minor
+            }
+        }
+    }
+}
+
+/// Faces `0, 1, 2, ...` of the blend set fixed by `seed`: [`blend_look`]'s faces with their looks.
+pub fn blend_stream(seed: u64, size: u32) -> impl Iterator<Item = (Look, SyntheticFace)> {
+    (0u64..).map(move |i| {
+        let look = blend_look(seed, i);
+        (look, render(seed, i, size, &look, None))
+    })
+}
+
+/// Faces `0, 1, 2, ...` of the identity stream fixed by `seed`: face `i` shows identity
+/// `i % identities` of the pool fixed by `seed`, with an expression drawn uniformly from the 7
+/// classes (a nuisance here), and is labelled by its identity.
+pub fn identity_stream(
+    seed: u64,
+    pool: u64,
+    size: u32,
+    identities: u64,
+) -> impl Iterator<Item = (u64, SyntheticFace)> {
+    let people: Vec<Identity> = (0..identities).map(|id| Identity::of(pool, id)).collect();
+    (0u64..).map(move |i| {
+        let id = i % identities;
+        let mut rng = SplitMix64::new(seed ^ 0x005E_ED1D ^ i.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+        let look = Look::Pure(Expression::ALL[rng.below(7) as usize]);
+        (id, render(seed, i, size, &look, Some(&people[id as usize])))
     })
 }
 
@@ -447,6 +666,88 @@ mod tests {
             .get_pixel(e[0].round() as u32, e[1].round() as u32)
             .0;
         assert!(px.iter().all(|&v| v < 110), "iris {px:?}");
+    }
+
+    #[test]
+    fn blend_truth_by_hand() {
+        let look = Look::Blend {
+            major: Expression::Fear,
+            minor: Expression::Surprise,
+            alpha: 0.7,
+        };
+        // Fear is index 2, surprise 5.
+        let t = look.truth(7);
+        assert_eq!(t, vec![0.0, 0.0, 0.7, 0.0, 0.0, 1.0 - 0.7, 0.0]);
+        assert_eq!(look.label(), Expression::Fear);
+        assert_eq!(
+            Look::Pure(Expression::Neutral).truth(7),
+            vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+        );
+        // The geometry is the weighted mean of the two classes' parameters: fear opens the
+        // mouth 0.09, surprise 0.2, so 0.7 * 0.09 + 0.3 * 0.2 = 0.123.
+        assert!((look.shape().open - 0.123).abs() < 1e-6);
+    }
+
+    #[test]
+    fn blend_set_is_half_blends_of_the_named_pairs_balanced_over_classes() {
+        let looks: Vec<Look> = (0..1400).map(|i| blend_look(4, i)).collect();
+        let blends: Vec<&Look> = looks
+            .iter()
+            .filter(|l| matches!(l, Look::Blend { .. }))
+            .collect();
+        assert_eq!(blends.len(), 700);
+        for e in &Expression::ALL[..7] {
+            assert_eq!(looks.iter().filter(|l| l.label() == *e).count(), 200);
+        }
+        for l in &blends {
+            let Look::Blend {
+                major,
+                minor,
+                alpha,
+            } = **l
+            else {
+                unreachable!()
+            };
+            assert!(BLEND_PAIRS
+                .iter()
+                .any(|&(a, b)| (a, b) == (major, minor) || (b, a) == (major, minor)));
+            assert!(BLEND_ALPHAS.contains(&alpha));
+        }
+        // Annotators follow the truth: the minority class in about 1 - alpha of the blends.
+        let minority = (0..1400u64)
+            .filter(|&i| annotated_label(4, i, &looks[i as usize]) != looks[i as usize].label())
+            .count() as f64
+            / 700.0;
+        let expected = 1.0 - (0.55 + 0.70 + 0.85) / 3.0;
+        assert!((minority - expected).abs() < 0.05, "{minority}");
+    }
+
+    #[test]
+    fn identities_keep_their_shape_across_faces() {
+        let faces: Vec<(u64, SyntheticFace)> = identity_stream(1, 2, 96, 5).take(10).collect();
+        // Faces 0 and 5 show identity 0: the same eye spacing relative to the face width, up
+        // to the expression's small effect on the points used (none: eye corners).
+        let spacing = |f: &SyntheticFace| {
+            let l = &f.landmarks;
+            (l[42][0] - l[39][0]).hypot(l[42][1] - l[39][1])
+                / (l[16][0] - l[0][0]).hypot(l[16][1] - l[0][1])
+        };
+        assert_eq!((faces[0].0, faces[5].0), (0, 0));
+        assert!((spacing(&faces[0].1) - spacing(&faces[5].1)).abs() < 0.01);
+        assert_eq!(Identity::of(2, 3), Identity::of(2, 3));
+        assert_ne!(Identity::of(2, 3), Identity::of(2, 4));
+        // A given identity changes only the shape: the same index without it draws the same
+        // colours (the background corner pixel).
+        let own = render(1, 0, 96, &Look::Pure(Expression::Anger), None);
+        let given = render(
+            1,
+            0,
+            96,
+            &Look::Pure(Expression::Anger),
+            Some(&Identity::of(2, 0)),
+        );
+        assert_eq!(own.image.get_pixel(0, 0), given.image.get_pixel(0, 0));
+        assert_ne!(own.landmarks, given.landmarks);
     }
 
     #[test]

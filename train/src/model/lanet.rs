@@ -316,6 +316,17 @@ impl LaNet {
         self.expression.arm()
     }
 
+    /// The net with `source`'s backbone: its stem, layer1 and expression layers 2-4 (weights and
+    /// BatchNorm statistics), those layers also copied into the landmark branch (weights). The
+    /// classifier, ARM, the landmark FPN and heatmap head stay this net's. `source` must have this
+    /// net's width and depth (see [`LaNetConfig`]); its class count may differ.
+    pub fn with_backbone_of(mut self, source: LaNet) -> Self {
+        self.expression.stem = source.expression.stem;
+        self.expression.layer1 = source.expression.layer1;
+        self.expression.expr = source.expression.expr;
+        self.landmark_branch_from_expression()
+    }
+
     /// Resets the landmark branch's layers 2-4 to copies of the expression branch's (after the
     /// expression path was loaded from pretrained weights).
     pub fn landmark_branch_from_expression(mut self) -> Self {

@@ -75,39 +75,83 @@ impl PairScorer {
     }
 }
 
-/// The K-nearest-neighbour mask of a batch by cosine similarity, self excluded.
+/// The K nearest neighbours of each sample of a batch by cosine similarity, self excluded, most
+/// similar first.
 ///
 /// Computed on the host: it carries no gradient, and ties must break the same way on every
-/// backend. Row `i` has ones at its `k` most similar other samples.
+/// backend (the lower index first).
 ///
 /// # Shapes
-/// `features` `[N, D]` -> mask `[N, N]`.
-pub fn knn_mask(features: &Tensor<2>, k: usize) -> Tensor<2> {
+/// `features` `[N, D]` -> `N` lists of `min(k, N - 1)` row indices.
+pub fn knn(features: &Tensor<2>, k: usize) -> Vec<Vec<usize>> {
     let [n, d] = features.dims();
     let x = host_values(features);
     let norms: Vec<f32> = x
         .chunks(d)
         .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12))
         .collect();
+    (0..n)
+        .map(|i| {
+            let mut sims: Vec<(f32, usize)> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| {
+                    let dot: f32 = x[i * d..(i + 1) * d]
+                        .iter()
+                        .zip(&x[j * d..(j + 1) * d])
+                        .map(|(a, b)| a * b)
+                        .sum();
+                    (dot / (norms[i] * norms[j]), j)
+                })
+                .collect();
+            sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            sims.iter().take(k).map(|&(_, j)| j).collect()
+        })
+        .collect()
+}
+
+/// The 0/1 mask of `neighbours` (as [`knn`] gives them): row `i` has ones at its neighbours.
+///
+/// # Shapes
+/// `N` lists -> `[N, N]`.
+pub fn neighbour_mask(neighbours: &[Vec<usize>], device: &Device) -> Tensor<2> {
+    let n = neighbours.len();
     let mut mask = vec![0.0f32; n * n];
-    for i in 0..n {
-        let mut sims: Vec<(f32, usize)> = (0..n)
-            .filter(|&j| j != i)
-            .map(|j| {
-                let dot: f32 = x[i * d..(i + 1) * d]
-                    .iter()
-                    .zip(&x[j * d..(j + 1) * d])
-                    .map(|(a, b)| a * b)
-                    .sum();
-                (dot / (norms[i] * norms[j]), j)
-            })
-            .collect();
-        sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for &(_, j) in sims.iter().take(k) {
+    for (i, row) in neighbours.iter().enumerate() {
+        for &j in row {
             mask[i * n + j] = 1.0;
         }
     }
-    Tensor::from_data(TensorData::new(mask, [n, n]), &features.device())
+    Tensor::from_data(TensorData::new(mask, [n, n]), device)
+}
+
+/// kNN purity: the share of the anchors' neighbours whose clean label equals the anchor's,
+/// over every anchor with neighbours; `labels[i]` is batch row `i`'s clean label. `None` when no
+/// anchor has a neighbour.
+///
+/// # Example
+/// ```
+/// use train::model::lde::purity;
+/// // Anchor 0's neighbours 1 (same class) and 2 (not); anchor 1's neighbour 0 (same): 2 of 3.
+/// let p = purity(&[vec![1, 2], vec![0], vec![]], &[4, 4, 5]).unwrap();
+/// assert!((p - 2.0 / 3.0).abs() < 1e-12);
+/// ```
+pub fn purity(neighbours: &[Vec<usize>], labels: &[usize]) -> Option<f64> {
+    let (same, all) = neighbour_counts(neighbours, labels);
+    (all > 0).then(|| same as f64 / all as f64)
+}
+
+/// Of the neighbour pairs of `neighbours`, how many share the anchor's label, and how many there
+/// are (the two sums of [`purity`], to pool over batches).
+pub fn neighbour_counts(neighbours: &[Vec<usize>], labels: &[usize]) -> (usize, usize) {
+    neighbours
+        .iter()
+        .enumerate()
+        .fold((0, 0), |(same, all), (i, row)| {
+            (
+                same + row.iter().filter(|&&j| labels[j] == labels[i]).count(),
+                all + row.len(),
+            )
+        })
 }
 
 /// A float tensor's values on the host, row-major, detached from any graph.
@@ -168,6 +212,8 @@ pub struct Lde {
 /// What one LDE step computes.
 #[derive(Debug, Clone)]
 pub struct LdeOutput {
+    /// Each sample's neighbours, expression and landmark space (what the masks hold).
+    pub neighbours: [Vec<Vec<usize>>; 2],
     /// Neighbour masks, expression and landmark space, `[N, N]`.
     pub masks: [Tensor<2>; 2],
     /// Pair weights, expression and landmark space, `[N, N]`.
@@ -196,7 +242,12 @@ impl Lde {
         config: &LdeConfig,
     ) -> LdeOutput {
         let probs = softmax(logits, 1);
-        let masks = [knn_mask(&expr, config.k), knn_mask(&landmark, config.k)];
+        let device = expr.device();
+        let neighbours = [knn(&expr, config.k), knn(&landmark, config.k)];
+        let masks = [
+            neighbour_mask(&neighbours[0], &device),
+            neighbour_mask(&neighbours[1], &device),
+        ];
         let weights = [
             pair_weights(self.expr_score.forward(expr), masks[0].clone(), config.eps),
             pair_weights(
@@ -213,6 +264,7 @@ impl Lde {
         let targets =
             history.mul_scalar(config.momentum) + current.clone().mul_scalar(1.0 - config.momentum);
         LdeOutput {
+            neighbours,
             masks,
             weights,
             aggregated,
