@@ -4,7 +4,6 @@
 
 mod common;
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use train::augment::Augment;
 use train::config::{Method, NoiseConfig, TrainingConfig};
@@ -12,26 +11,6 @@ use train::data::noise::NoiseKind;
 use train::fit::fit;
 use train::run_dir::RunDir;
 use train::state::TrainingState;
-
-struct Values<'a>(&'a mut Vec<f32>);
-
-impl ModuleVisitor for Values<'_> {
-    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        self.0.extend(
-            p.val()
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap(),
-        );
-    }
-}
-
-fn values<M: Module>(m: &M) -> Vec<f32> {
-    let mut all = Vec::new();
-    m.visit(&mut Values(&mut all));
-    all
-}
 
 /// Ten people, 100 faces, two epochs: enough to have a checkpoint to start from.
 fn pretraining() -> TrainingConfig {
@@ -75,8 +54,8 @@ fn pretraining_on_identities_then_lanet_on_blends_from_its_backbone() {
     let labels = vec![0usize; 168];
     let state = TrainingState::fresh(&config, &labels, 7, &device).unwrap();
     let (theirs, ours) = (
-        values(source.expression()),
-        values(state.model.net.expression()),
+        common::values(source.expression()),
+        common::values(state.model.net.expression()),
     );
     let feature = 8 * 8; // 8 x width
     let backbone = ours.len() - (feature * 7 + 7);

@@ -44,13 +44,18 @@ impl ModuleVisitor for Values<'_> {
     }
 }
 
+/// Every weight of `m`, in module order.
+pub fn values<M: Module>(m: &M) -> Vec<f32> {
+    let mut all = Vec::new();
+    m.visit(&mut Values(&mut all));
+    all
+}
+
 /// Every weight of the backbone in `dir/checkpoint` (7 classes), in module order.
 pub fn checkpoint_values(dir: &Path, checkpoint: &str) -> Vec<f32> {
     let run = RunDir::new(dir);
     let config = run.read_config().unwrap();
     let net =
         train::eval::load_model(&run, &config, &dir.join(checkpoint), 7, &Device::flex()).unwrap();
-    let mut all = Vec::new();
-    net.visit(&mut Values(&mut all));
-    all
+    values(&net)
 }
