@@ -12,7 +12,10 @@
 #   METHODS   any of ce lanet ce-scl-uerm lanet-scl-uerm ["ce lanet ce-scl-uerm lanet-scl-uerm"]
 #             (ce's run also gives "ce early-stopped": the epoch its noisy validation split picks)
 #   EPOCHS [30]  FACES [700]  JOBS [2]: runs at a time, one thread each
-#   PEOPLE [40]  PRETRAIN_EPOCHS [15]: the pretraining run
+#   PEOPLE [40]  PRETRAIN_EPOCHS [12]: the pretraining run
+#   AUGMENT [off]: `on` trains with augmentation (CE then does not memorise in 30 epochs)
+#   LANDMARK KEY HISTORY NEIGHBOURS: override the rescaled constants below (landmark weight, key momentum,
+#             LDE history weight, neighbours)
 #   EXTRA     more `train fit` options for every expression run
 #
 # Writes OUT/results.tsv (one line per run) and prints mean +- std (sample std) per method and
@@ -55,6 +58,13 @@ budget: $faces faces ($validation held out), $epochs epochs, $steps steps of bat
   history weight  $history = 0.9^(80 / $epochs)
   K               $k = 8 * $batch / 128
 EOF
+for name in LANDMARK KEY HISTORY NEIGHBOURS; do
+  [ -z "${!name:-}" ] || echo "  overridden: $name=${!name}" >&2
+done
+landmark=${LANDMARK:-$landmark} key=${KEY:-$key} history=${HISTORY:-$history} k=${NEIGHBOURS:-$k}
+# Expression runs without augmentation: with it, CE does not memorise the noise at this budget
+# (seed 10, tuning). The pretraining keeps it.
+[ "${AUGMENT:-off}" = on ] || extra=(--no-augment "${extra[@]}")
 lanet=(--landmark-weight "$landmark" --key-momentum "$key" --history-momentum "$history" --k "$k")
 second=(--scl-weight 0.5 --relabel-fraction 0.3 --relabel-from 5)
 
@@ -65,7 +75,7 @@ second=(--scl-weight 0.5 --relabel-fraction 0.3 --relabel-from 5)
 pre=$out/pretrain-identities
 if [ ! -f "$pre/eval.json" ]; then
   RAYON_NUM_THREADS=$jobs "$bin" fit "${common[@]}" --method ce --identities "${PEOPLE:-40}" \
-    --train-faces 4000 --test-faces 800 --epochs "${PRETRAIN_EPOCHS:-15}" --seed 100 --out "$pre" >"$pre.log" 2>&1 ||
+    --train-faces 4000 --test-faces 800 --epochs "${PRETRAIN_EPOCHS:-12}" --seed 100 --out "$pre" >"$pre.log" 2>&1 ||
     { echo "pretraining failed: see $pre.log" >&2; exit 1; }
   "$bin" eval --run "$pre" >"$pre/eval.json"
 fi

@@ -16,8 +16,7 @@ use serde::Serialize;
 use edge_fer::classify::argmax;
 
 use crate::config::{Method, TrainingConfig};
-use crate::data::Expression;
-use crate::faces::{predict, run_faces, softmax_of, RunFaces};
+use crate::faces::{class_name, predict, run_faces, softmax_of, RunFaces};
 use crate::metrics::EpochMetrics;
 use crate::model::lanet::LaNet;
 use crate::plot::{confusion_png, learning_curve_png};
@@ -176,9 +175,7 @@ pub fn evaluate(run: &RunDir, device: &Device) -> anyhow::Result<EvalReport> {
     let k = test.classes;
     let net = load_model(run, &config, &checkpoint, k, device)?;
     let pred = predict(&net.valid(), &test, config.batch, device)?;
-    let names: Vec<String> = (0..k)
-        .map(|c| Expression::from_index(c).map_or_else(|| format!("id{c}"), |e| e.name().into()))
-        .collect();
+    let names: Vec<String> = (0..k).map(|c| class_name(&config, c)).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut confusion = vec![vec![0usize; k]; k];
     for (&t, &p) in test.labels.iter().zip(&pred) {
@@ -192,7 +189,7 @@ pub fn evaluate(run: &RunDir, device: &Device) -> anyhow::Result<EvalReport> {
     let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
     write_confusion_csv(&run.confusion_csv(), &confusion, &names)?;
     // A picture of hundreds of identities says nothing.
-    if k <= Expression::ALL.len() {
+    if config.data.identities.is_none() {
         confusion_png(&confusion, &names, &run.confusion_png())?;
     }
     let metrics = run.read_metrics()?;

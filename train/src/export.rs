@@ -361,9 +361,7 @@ pub fn write_test_crops(run: &RunDir, out: &Path) -> anyhow::Result<usize> {
     let config = run.read_config()?;
     let (_, test) = datasets(&config)?;
     for i in 0..test.len() {
-        let label = Expression::from_index(test.labels[i])
-            .map_or_else(|| format!("id{}", test.labels[i]), |e| e.name().to_string());
-        let dir = out.join(label);
+        let dir = out.join(crate::faces::class_name(&config, test.labels[i]));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{i:06}.png"));
         test.face(i)?

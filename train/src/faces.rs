@@ -273,6 +273,15 @@ pub fn datasets(config: &TrainingConfig) -> anyhow::Result<(FaceSet, FaceSet)> {
     Ok((train, test))
 }
 
+/// Class `c` of the run's data by name: the expression's, or `idC` for a pretraining run's
+/// people.
+pub fn class_name(config: &TrainingConfig, c: usize) -> String {
+    match (config.data.identities, Expression::from_index(c)) {
+        (None, Some(e)) => e.name().to_string(),
+        _ => format!("id{c}"),
+    }
+}
+
 /// Training labels as trained on, beside the clean ones.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainLabels {
@@ -301,7 +310,7 @@ impl TrainLabels {
 /// An invalid noise rate, or noise asked for on identity labels.
 pub fn noisy_labels(config: &TrainingConfig, train: &FaceSet) -> anyhow::Result<TrainLabels> {
     let noise = config.data.noise.as_ref();
-    if train.classes > Expression::ALL.len() {
+    if config.data.identities.is_some() {
         anyhow::ensure!(
             noise.is_none(),
             "label noise is defined on expressions, not identities"

@@ -14,9 +14,9 @@ use serde::Serialize;
 use crate::augment::Plan;
 use crate::config::{Method, TrainingConfig};
 use crate::data::sampler::epoch_indices;
-use crate::data::Expression;
 use crate::faces::{
-    accuracy, accuracy_against, batch_of, keep_landmarks, run_faces, FaceSet, RunFaces, TrainLabels,
+    accuracy, accuracy_against, batch_of, class_name, keep_landmarks, run_faces, FaceSet, RunFaces,
+    TrainLabels,
 };
 use crate::metrics::EpochMetrics;
 use crate::model::lde::{host_values, neighbour_counts};
@@ -160,9 +160,7 @@ struct Faces<'a> {
 /// The run's record of what the noise did: every training sample whose label is not its clean
 /// one (injected noise, or an annotator's draw on a blend), from and to.
 fn noise_record(config: &TrainingConfig, noisy: &TrainLabels) -> serde_json::Value {
-    let name = |l: usize| {
-        Expression::from_index(l).map_or_else(|| l.to_string(), |e| e.name().to_string())
-    };
+    let name = |l: usize| class_name(config, l);
     let flips: Vec<serde_json::Value> = (0..noisy.labels.len())
         .filter(|&i| noisy.flipped(i))
         .map(|i| {
