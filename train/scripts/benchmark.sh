@@ -47,7 +47,7 @@ size, faces, validation, epochs, batch = $size, $faces, $validation, $epochs, $b
 steps = epochs * math.ceil((faces - round(validation * faces)) / batch)
 print(steps,
       round((size / 4 / 56) ** 2, 4),                  # peaks' share of the heatmap loss
-      round(1 - 0.001 * 7600 / steps, 4),              # the key encoder's lag, relative to the run
+      round(max(0.0, 1 - 0.001 * 7600 / steps), 4),    # the key encoder's lag, relative to the run
       round(0.9 ** (80 / epochs), 4),                  # the one-hot label's weight left at the end
       max(2, round(8 * batch / 128)))                  # neighbours per batch face
 ")

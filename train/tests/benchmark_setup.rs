@@ -122,6 +122,14 @@ fn a_starting_run_of_another_backbone_is_refused_naming_its_config() {
 }
 
 #[test]
+fn a_momentum_outside_0_1_is_refused() {
+    let mut config = common::small();
+    config.contrastive.key_momentum = -2.8;
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("contrastive.key_momentum -2.8"), "{err}");
+}
+
+#[test]
 fn identity_runs_refuse_what_only_expressions_have() {
     let mut config = pretraining();
     config.data.noise = Some(NoiseConfig::new(NoiseKind::Symmetric));

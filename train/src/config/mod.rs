@@ -327,6 +327,14 @@ impl TrainingConfig {
         if self.data.blends && (self.data.cache.is_some() || self.model.classes != 7) {
             return invalid("data.blends are synthetic faces of 7 classes: no cache".into());
         }
+        for (name, m) in [
+            ("contrastive.key_momentum", self.contrastive.key_momentum),
+            ("lde.momentum", self.lde.momentum),
+        ] {
+            if !(0.0..=1.0).contains(&m) {
+                return invalid(format!("{name} {m}: give a momentum in 0-1"));
+            }
+        }
         if self.batch < 2 {
             return invalid("batch: a batch needs at least 2 faces".into());
         }
