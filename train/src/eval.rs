@@ -44,7 +44,8 @@ pub struct EvalReport {
     /// (rows of the map; they start as the window-count profile and sum to 1 at the start).
     pub arm_position_weights: Option<Vec<Vec<f32>>>,
     /// For data with annotator votes (FERPlus): mean Jensen-Shannon divergence between the
-    /// learned distributions and the votes.
+    /// learned distributions and the votes (`distributions.learned`; for a blend set, over its
+    /// blends).
     pub js_divergence: Option<f64>,
     /// The clean test accuracy of the last epoch, of the best epoch, and of the epoch a
     /// practitioner would pick by the noisy validation split (from `metrics.jsonl`).
@@ -232,20 +233,12 @@ pub fn evaluate(run: &RunDir, device: &Device) -> anyhow::Result<EvalReport> {
         }
         None => None,
     };
-    let (recovery, js) = if let Some(bank) = bank {
+    let recovery = bank.map(|bank| {
         let best: Vec<usize> = bank.chunks(k).map(argmax).collect();
-        let js = train.votes.as_ref().map(|votes| {
-            let total: f64 = votes
-                .iter()
-                .zip(bank.chunks(k))
-                .map(|(v, row)| js_divergence(row, v))
-                .sum();
-            total / votes.len().max(1) as f64
-        });
-        (Some(recovery_of(&best)), js)
-    } else {
-        (None, None)
-    };
+        recovery_of(&best)
+    });
+    // Votes (FERPlus) mark no face as ambiguous: this is the mean over all of them.
+    let js = distributions.as_ref().and_then(|d| d.learned);
     let relabelling = match config.uerm {
         Some(_) => Some(recovery_of(&current_labels(run)?)),
         None => None,

@@ -10,6 +10,7 @@ use burn::prelude::*;
 use crate::augment::Plan;
 use crate::config::TrainingConfig;
 use crate::data::noise::{inject, Noise, NoiseKind, NoisyLabels};
+use crate::data::sampler::shuffle;
 use crate::data::synthetic::{annotated_label, blend_stream, identity_stream, stream, Look};
 use crate::data::Expression;
 use crate::model::lanet::LaNet;
@@ -145,10 +146,7 @@ impl FaceSet {
     /// Splits off the faces marked in `held_out` (in memory or cached alike): the rest, then
     /// those.
     pub fn split(self, held_out: &[bool]) -> (FaceSet, FaceSet) {
-        let pick = |keep: bool| -> Vec<usize> {
-            (0..self.len()).filter(|&i| held_out[i] != keep).collect()
-        };
-        let (kept, held) = (pick(true), pick(false));
+        let (kept, held) = partition(held_out);
         let take = |rows: &[usize], store: Store| FaceSet {
             store,
             labels: rows.iter().map(|&i| self.labels[i]).collect(),
@@ -373,13 +371,8 @@ pub fn run_faces(config: &TrainingConfig) -> anyhow::Result<RunFaces> {
     }
     let held_out = held_out(train.len(), fraction, config.seed);
     let (train, val) = train.split(&held_out);
-    let part = |keep: bool| -> Vec<usize> {
-        (0..held_out.len())
-            .filter(|&i| held_out[i] != keep)
-            .collect()
-    };
     let pick = |v: &[usize], rows: &[usize]| rows.iter().map(|&i| v[i]).collect::<Vec<_>>();
-    let (kept, held) = (part(true), part(false));
+    let (kept, held) = partition(&held_out);
     Ok(RunFaces {
         labels: TrainLabels {
             labels: pick(&labels.labels, &kept),
@@ -392,13 +385,15 @@ pub fn run_faces(config: &TrainingConfig) -> anyhow::Result<RunFaces> {
     })
 }
 
+/// The rows `held_out` does not mark, then those it marks, each in order.
+fn partition(held_out: &[bool]) -> (Vec<usize>, Vec<usize>) {
+    (0..held_out.len()).partition(|&i| !held_out[i])
+}
+
 /// Which of `n` faces are held out: `round(fraction * n)` of them, chosen by a seeded shuffle.
 pub fn held_out(n: usize, fraction: f64, seed: u64) -> Vec<bool> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = SplitMix64::new(seed ^ 0x0A11_DA7E);
-    for i in (1..n).rev() {
-        order.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    shuffle(&mut order, &mut SplitMix64::new(seed ^ 0x0A11_DA7E));
     let mut out = vec![false; n];
     for &i in &order[..((fraction * n as f64).round() as usize).min(n)] {
         out[i] = true;

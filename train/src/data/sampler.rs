@@ -103,8 +103,8 @@ pub fn epoch_indices(
     order
 }
 
-/// Fisher-Yates.
-fn shuffle(v: &mut [usize], rng: &mut SplitMix64) {
+/// Shuffles `v` in place (Fisher-Yates) with `rng`.
+pub fn shuffle(v: &mut [usize], rng: &mut SplitMix64) {
     for i in (1..v.len()).rev() {
         v.swap(i, rng.below(i as u64 + 1) as usize);
     }
