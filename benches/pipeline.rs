@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use edge_fer::align::align;
 use edge_fer::capture::{decode_image, ImageFiles};
+use edge_fer::detect::DetectorChoice;
 use edge_fer::pipeline::{self, PipelineConfig};
 use edge_fer::track::TrackConfig;
 use edge_fer::{AlignedFace, Classifier, FaceFinder, FaceFinderConfig};
@@ -77,50 +78,62 @@ fn main() {
         widths.push((width, median_ms(&mut took), found));
     }
 
-    // Smallest face found at each detection width: Grace Hopper's portrait scaled so her face
-    // (215 px wide in the 512 px photo) is `px` wide, centred in a grey 640x480 frame.
-    let portrait = image::open(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grace_hopper_512x512.jpg"),
-    )
-    .expect("fixture")
-    .to_rgb8();
+    // Smallest face found at each detection width: Grace Hopper's portrait scaled so her face is
+    // `px` wide, centred in a grey 640x480 frame.
     let sizes = [60u32, 70, 80, 90, 100, 110, 120, 140, 160, 200];
+    let sweep: Vec<image::RgbImage> = sizes.iter().map(|&px| common::face_of_width(px)).collect();
     let mut smallest = Vec::new();
     for width in [0u32, 480, 400, 320] {
-        let found: Vec<bool> = sizes
+        let found: Vec<bool> = sweep
             .iter()
-            .map(|&px| {
-                let side = 512 * px / 215;
-                let photo = image::imageops::resize(
-                    &portrait,
-                    side,
-                    side,
-                    image::imageops::FilterType::Triangle,
-                );
-                let mut frame = image::RgbImage::from_pixel(640, 480, image::Rgb([90, 90, 90]));
-                image::imageops::overlay(
-                    &mut frame,
-                    &photo,
-                    (640 - i64::from(side)) / 2,
-                    (480 - i64::from(side)) / 2,
-                );
-                !finder.find_downscaled(&frame, width).0.is_empty()
-            })
+            .map(|frame| !finder.find_downscaled(frame, width).0.is_empty())
             .collect();
         smallest.push((width, found));
     }
 
+    // BlazeFace beside HOG: its detection time, faces per fixture frame and the sweep.
+    let blaze = FaceFinder::load(&blazeface_config()).expect("BlazeFace");
+    let (mut blaze_detect, mut blaze_found) = (Vec::new(), Vec::new());
+    for path in &frames {
+        let rgb = decode_image(path).expect("decode");
+        let mut faces = 0;
+        for _ in 0..ROUNDS {
+            let (f, times) = blaze.find_timed(&rgb);
+            blaze_detect.push(times.detect);
+            faces = f.len();
+        }
+        blaze_found.push(faces);
+    }
+    let blaze_sweep: Vec<bool> = sweep.iter().map(|f| !blaze.find(f).is_empty()).collect();
+
     // A moving face: the one-face case tracking is for.
     let moving = make_moving(dir.path());
     let mut runs = Vec::new();
-    for (name, track, smoothing) in [
+    for (name, blazeface, track, smoothing) in [
         (
-            "detect every frame, full width",
+            "HOG, detect every frame, full width",
+            false,
             TrackConfig::default(),
             None,
         ),
         (
-            "detect every 5th frame at 480 px, follow between (camera default)",
+            "HOG, detect every 5th frame at 480 px, follow between (camera default)",
+            false,
+            TrackConfig {
+                detect_every: 5,
+                detect_width: 480,
+            },
+            Some(0.5),
+        ),
+        (
+            "BlazeFace, detect every frame",
+            true,
+            TrackConfig::default(),
+            None,
+        ),
+        (
+            "BlazeFace, detect every 5th frame, follow between",
+            true,
             TrackConfig {
                 detect_every: 5,
                 detect_width: 480,
@@ -133,7 +146,12 @@ fn main() {
             smoothing,
             ..PipelineConfig::default()
         };
-        let finder = FaceFinder::load(&FaceFinderConfig::default()).expect("dlib models");
+        let finder = FaceFinder::load(&if blazeface {
+            blazeface_config()
+        } else {
+            FaceFinderConfig::default()
+        })
+        .expect("detector and dlib models");
         let classifier = Classifier::builtin().expect("built-in model");
         let (stats, elapsed) = timed_run(moving.clone(), finder, classifier, &config);
         runs.push((
@@ -146,7 +164,18 @@ fn main() {
 
     let repeated: Vec<PathBuf> = (0..ROUNDS).flat_map(|_| frames.iter().cloned()).collect();
     let n = repeated.len();
-    let (stats, elapsed) = timed_run(repeated, finder, classifier, &PipelineConfig::default());
+    let (stats, elapsed) = timed_run(
+        repeated.clone(),
+        finder,
+        classifier,
+        &PipelineConfig::default(),
+    );
+    let (blaze_stats, blaze_elapsed) = timed_run(
+        repeated,
+        blaze,
+        Classifier::builtin().expect("built-in model"),
+        &PipelineConfig::default(),
+    );
 
     println!(
         "edge-fer pipeline benchmark: {} fixture frames at 640x480 x {ROUNDS} rounds",
@@ -170,6 +199,12 @@ fn main() {
         n as f64 / elapsed.as_secs_f64(),
         stats.faces
     );
+    println!(
+        "end to end with BlazeFace (threaded pipeline): {n} frames in {:.2} s = {:.1} frames/s, {} faces",
+        blaze_elapsed.as_secs_f64(),
+        n as f64 / blaze_elapsed.as_secs_f64(),
+        blaze_stats.faces
+    );
     println!("detection width on the 640x480 frames (median HOG time incl. scaling; faces found per frame):");
     for (width, ms, found) in &widths {
         println!(
@@ -183,8 +218,17 @@ fn main() {
             .iter()
             .map(|&f| if f { "yes" } else { "no" })
             .collect();
-        println!("  {:<10} {}", width_label(*width), marks.join(" "));
+        println!("  HOG {:<10} {}", width_label(*width), marks.join(" "));
     }
+    let marks: Vec<&str> = blaze_sweep
+        .iter()
+        .map(|&f| if f { "yes" } else { "no" })
+        .collect();
+    println!("  BlazeFace      {}", marks.join(" "));
+    println!(
+        "BlazeFace on the 640x480 frames: median {:.2} ms (letterbox, model, decoding), faces {blaze_found:?}",
+        median_ms(&mut blaze_detect)
+    );
     println!(
         "one moving face, {} frames at 640x480, threaded pipeline:",
         moving.len()
@@ -201,6 +245,13 @@ fn main() {
         "peak RSS: {:.1} MiB",
         common::status_kib("VmHWM:") as f64 / 1024.0
     );
+}
+
+fn blazeface_config() -> FaceFinderConfig {
+    FaceFinderConfig {
+        detector: DetectorChoice::BlazeFace(None),
+        ..FaceFinderConfig::default()
+    }
 }
 
 /// One portrait (Grace Hopper, face ~190 px) drifting across a 640x480 frame, 2 px right and

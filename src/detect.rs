@@ -1,7 +1,8 @@
 //! Face detection and 68-point landmarks with dlib.
 //!
-//! [`FaceFinder`] owns the detector (HOG by default, the CNN "mmod" detector when its model file is
-//! given) and the 68-point shape predictor, both loaded once per process. Model files are checked
+//! [`FaceFinder`] owns the detector (dlib's HOG by default, dlib's CNN "mmod" detector, or
+//! MediaPipe's BlazeFace run by tract, see [`crate::blazeface`]) and dlib's 68-point shape
+//! predictor, both loaded once per process. Model files are checked
 //! by sha256 before dlib reads them: dlib's deserialiser trusts its input, and a truncated file must
 //! be an error, not undefined behaviour. Alignment and classification are other modules' jobs.
 
@@ -15,6 +16,7 @@ use dlib_face_recognition::{
 use image::RgbImage;
 use serde::Serialize;
 
+use crate::blazeface::{BlazeFace, FrameDetection};
 use crate::checksum::sha256_file;
 use crate::error::{Error, Result};
 
@@ -89,12 +91,63 @@ pub struct Face {
     pub landmarks: Landmarks,
 }
 
-/// Which dlib detector finds the faces.
+/// Which detector finds the faces, and the model file where it needs one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DetectorChoice {
+    /// dlib's HOG + linear SVM (`get_frontal_face_detector`): no model file, frontal faces.
+    #[default]
+    Hog,
+    /// dlib's CNN with max-margin object detection, from this file: slower, more robust to pose.
+    Mmod(PathBuf),
+    /// MediaPipe's short-range BlazeFace: the built-in model, or this ONNX file.
+    BlazeFace(Option<PathBuf>),
+}
+
+/// The loaded detector.
 enum Detector {
-    /// HOG + linear SVM (`get_frontal_face_detector`): fast on a CPU, frontal faces.
     Hog(FaceDetector),
-    /// CNN with max-margin object detection: slower, more robust to pose.
     Cnn(Box<FaceDetectorCnn>),
+    BlazeFace(Box<BlazeFace>),
+}
+
+/// From a BlazeFace box to the box dlib's shape predictor expects: dlib's predictor was trained
+/// on boxes from dlib's own HOG detector, which sit lower and are tighter than BlazeFace's, and
+/// the fit depends on it. The centre moves by (`dx`, `dy`) times the BlazeFace box's side and the
+/// side is multiplied by `scale`; the box stays square, as HOG's are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxMapping {
+    /// Horizontal shift of the centre, in BlazeFace box sides.
+    pub dx: f32,
+    /// Vertical shift of the centre, in BlazeFace box sides.
+    pub dy: f32,
+    /// dlib side / BlazeFace side.
+    pub scale: f32,
+}
+
+/// Calibrated on the faces where both detectors fire (`cargo run --release --example
+/// calibrate_blazeface`, see models/blazeface-short-range/README.md): the mean of each ratio.
+pub const BLAZEFACE_TO_DLIB: BoxMapping = BoxMapping {
+    dx: 0.0592,
+    dy: -0.0911,
+    scale: 0.9182,
+};
+
+impl BoxMapping {
+    /// The dlib-convention box for a BlazeFace detection, clipped to a `width x height` frame.
+    pub fn map(&self, d: &FrameDetection, width: u32, height: u32) -> FaceBox {
+        let [x0, y0, x1, y1] = d.bbox;
+        let side = ((x1 - x0) + (y1 - y0)) / 2.0;
+        let cx = (x0 + x1) / 2.0 + self.dx * side;
+        let cy = (y0 + y1) / 2.0 + self.dy * side;
+        let half = self.scale * side / 2.0;
+        let clip = |v: f32, max: u32| (v.round() as i64).clamp(0, i64::from(max) - 1);
+        FaceBox {
+            left: clip(cx - half, width),
+            top: clip(cy - half, height),
+            right: clip(cx + half, width),
+            bottom: clip(cy + half, height),
+        }
+    }
 }
 
 /// Detection and landmark settings.
@@ -102,8 +155,8 @@ enum Detector {
 pub struct FaceFinderConfig {
     /// The 68-point shape predictor file.
     pub landmarks_model: PathBuf,
-    /// The CNN detector file; `None` selects the HOG detector.
-    pub cnn_model: Option<PathBuf>,
+    /// The face detector.
+    pub detector: DetectorChoice,
     /// Keep at most this many faces per frame, largest first.
     pub max_faces: usize,
 }
@@ -114,7 +167,7 @@ impl Default for FaceFinderConfig {
             landmarks_model: std::env::var_os(LANDMARKS_MODEL_ENV)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_LANDMARKS_MODEL)),
-            cnn_model: None,
+            detector: DetectorChoice::Hog,
             max_faces: 8,
         }
     }
@@ -157,9 +210,9 @@ impl FaceFinder {
             path: lm.clone(),
             reason: e,
         })?;
-        let detector = match &config.cnn_model {
-            None => Detector::Hog(FaceDetector::new()),
-            Some(path) => {
+        let detector = match &config.detector {
+            DetectorChoice::Hog => Detector::Hog(FaceDetector::new()),
+            DetectorChoice::Mmod(path) => {
                 if !path.is_file() {
                     return Err(Error::MissingModel {
                         what: "CNN face detector model",
@@ -175,6 +228,10 @@ impl FaceFinder {
                     }
                 })?))
             }
+            DetectorChoice::BlazeFace(path) => Detector::BlazeFace(Box::new(match path {
+                Some(path) => BlazeFace::load(path)?,
+                None => BlazeFace::builtin()?,
+            })),
         };
         Ok(FaceFinder {
             detector,
@@ -226,7 +283,9 @@ impl FaceFinder {
     /// smaller than about 60 pixels at the detection scale are missed (measured: BENCHMARKS.md).
     pub fn find_downscaled(&self, frame: &RgbImage, detect_width: u32) -> (Vec<Face>, StageTimes) {
         let (w, h) = frame.dimensions();
-        if detect_width == 0 || w <= detect_width || h == 0 {
+        // BlazeFace scales every frame to its 128 px input itself.
+        let scales_itself = matches!(self.detector, Detector::BlazeFace(_));
+        if detect_width == 0 || w <= detect_width || h == 0 || scales_itself {
             return self.find_timed(frame);
         }
         let start = Instant::now();
@@ -255,16 +314,11 @@ impl FaceFinder {
     /// Boxes only, largest first, at most `max_faces`.
     fn detect_only(&self, frame: &RgbImage) -> (Vec<FaceBox>, Duration) {
         let start = Instant::now();
-        let Some(matrix) = dlib_image(frame) else {
-            return (Vec::new(), Duration::ZERO);
+        let mut boxes = match &self.detector {
+            Detector::Hog(d) => dlib_boxes(d, frame),
+            Detector::Cnn(d) => dlib_boxes(d.as_ref(), frame),
+            Detector::BlazeFace(d) => blazeface_boxes(d, frame),
         };
-        let mut boxes: Vec<FaceBox> = match &self.detector {
-            Detector::Hog(d) => d.face_locations(&matrix),
-            Detector::Cnn(d) => d.face_locations(&matrix),
-        }
-        .iter()
-        .map(face_box)
-        .collect();
         boxes.sort_by_key(|b| std::cmp::Reverse(b.area()));
         boxes.truncate(self.max_faces);
         (boxes, start.elapsed())
@@ -300,6 +354,35 @@ impl FaceFinder {
                 Landmarks(points)
             })
             .collect()
+    }
+}
+
+/// A dlib detector's boxes in `frame` (none in an empty frame).
+fn dlib_boxes(detector: &impl FaceDetectorTrait, frame: &RgbImage) -> Vec<FaceBox> {
+    match dlib_image(frame) {
+        Some(matrix) => detector
+            .face_locations(&matrix)
+            .iter()
+            .map(face_box)
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// BlazeFace's boxes in `frame`, mapped to the boxes dlib's shape predictor expects.
+fn blazeface_boxes(detector: &BlazeFace, frame: &RgbImage) -> Vec<FaceBox> {
+    let (w, h) = frame.dimensions();
+    match detector.detect(frame) {
+        Ok(found) => found
+            .iter()
+            .map(|f| BLAZEFACE_TO_DLIB.map(f, w, h))
+            .collect(),
+        // A fixed-shape plan that ran once does not fail on one frame and not the next; should
+        // it, this frame has no faces and the run goes on.
+        Err(err) => {
+            tracing::warn!(error = %err, "BlazeFace failed on a frame");
+            Vec::new()
+        }
     }
 }
 

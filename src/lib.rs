@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod align;
+pub mod blazeface;
 pub mod capture;
 pub mod checksum;
 pub mod classify;

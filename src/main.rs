@@ -13,7 +13,7 @@ use clap::{ArgGroup, Parser, ValueEnum};
 use edge_fer::capture::{
     list_cameras, Backoff, CameraConfig, CameraSource, ImageFiles, Reconnecting,
 };
-use edge_fer::detect::{DEFAULT_LANDMARKS_MODEL, LANDMARKS_MODEL_ENV};
+use edge_fer::detect::{DetectorChoice, DEFAULT_LANDMARKS_MODEL, LANDMARKS_MODEL_ENV};
 use edge_fer::output::Format;
 use edge_fer::pipeline::{self, PipelineConfig};
 use edge_fer::serve::{Hub, Server};
@@ -60,9 +60,18 @@ struct Cli {
     #[arg(long, value_name = "FILE", env = LANDMARKS_MODEL_ENV, default_value = DEFAULT_LANDMARKS_MODEL)]
     landmarks_model: PathBuf,
 
-    /// Detect faces with dlib's CNN (mmod) detector from FILE instead of HOG: slower, handles
-    /// more pose (models/dlib-mmod-face-detector/mmod_human_face_detector.dat).
+    /// Face detector: dlib's HOG, dlib's CNN (mmod; needs --detector-model), or MediaPipe's
+    /// BlazeFace (built in). Default: hog.
+    #[arg(long, value_enum)]
+    detector: Option<DetectorKind>,
+
+    /// The detector's model file: mmod_human_face_detector.dat for mmod
+    /// (models/dlib-mmod-face-detector/), an ONNX file for blazeface (default: the built-in one).
     #[arg(long, value_name = "FILE")]
+    detector_model: Option<PathBuf>,
+
+    /// Same as --detector mmod --detector-model FILE.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["detector", "detector_model"])]
     cnn_detector: Option<PathBuf>,
 
     /// Keep at most N faces per frame, largest first.
@@ -132,6 +141,46 @@ struct Cli {
     verbose: u8,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DetectorKind {
+    /// dlib's HOG + linear SVM.
+    Hog,
+    /// dlib's CNN (max-margin object detection).
+    Mmod,
+    /// MediaPipe's short-range BlazeFace, run by tract.
+    Blazeface,
+}
+
+/// The detector the flags ask for, or the default for the source.
+fn detector_choice(cli: &Cli, from_camera: bool) -> anyhow::Result<DetectorChoice> {
+    if let Some(file) = &cli.cnn_detector {
+        return Ok(DetectorChoice::Mmod(file.clone()));
+    }
+    let kind = cli.detector.unwrap_or(if from_camera {
+        CAMERA_DETECTOR
+    } else {
+        FILES_DETECTOR
+    });
+    Ok(match kind {
+        DetectorKind::Hog => {
+            if let Some(file) = &cli.detector_model {
+                anyhow::bail!(
+                    "--detector-model {}: the HOG detector has no model file",
+                    file.display()
+                );
+            }
+            DetectorChoice::Hog
+        }
+        DetectorKind::Mmod => match &cli.detector_model {
+            Some(file) => DetectorChoice::Mmod(file.clone()),
+            None => anyhow::bail!(
+                "--detector mmod needs its model: --detector-model models/dlib-mmod-face-detector/mmod_human_face_detector.dat"
+            ),
+        },
+        DetectorKind::Blazeface => DetectorChoice::BlazeFace(cli.detector_model.clone()),
+    })
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OutputFormat {
     /// One JSON object per frame per line.
@@ -157,6 +206,10 @@ fn main() -> ExitCode {
 /// visitor's face is larger, and detection costs about 30% less than at 640. Files keep full
 /// resolution: a photo's faces can be any size.
 const CAMERA_DETECT_WIDTH: u32 = 480;
+
+/// The detectors used unless --detector says otherwise; see README, "Choosing a detector".
+const CAMERA_DETECTOR: DetectorKind = DetectorKind::Hog;
+const FILES_DETECTOR: DetectorKind = DetectorKind::Hog;
 
 fn parse_smoothing(text: &str) -> Result<f32, String> {
     match text.parse::<f32>() {
@@ -247,7 +300,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Some(
             FaceFinder::load(&FaceFinderConfig {
                 landmarks_model: cli.landmarks_model.clone(),
-                cnn_model: cli.cnn_detector.clone(),
+                detector: detector_choice(cli, cli.camera.is_some())?,
                 max_faces: cli.max_faces as usize,
             })
             .context("loading face detection")?,

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use crate::util::{
-    edge_fer, edit_json, fixture, json_lines, model_copy, stderr, LANDSCAPE, PORTRAITS,
+    edge_fer, edit_json, fixture, json_lines, model_copy, repo, stderr, LANDSCAPE, PORTRAITS,
 };
 
 const LABELS: [&str; 7] = [
@@ -66,6 +66,79 @@ fn json_lines_for_portraits_and_landscape_in_order() {
         .as_str()
         .unwrap()
         .ends_with("astronaut.png"));
+}
+
+#[test]
+fn each_detector_finds_the_portraits_faces_and_none_on_the_landscape() {
+    let mmod = repo("models/dlib-mmod-face-detector/mmod_human_face_detector.dat");
+    let mmod = mmod.to_str().unwrap();
+    for detector in [
+        vec!["--detector", "blazeface"],
+        vec!["--detector", "hog"],
+        vec!["--cnn-detector", mmod],
+    ] {
+        let mut args = detector.clone();
+        args.push("--image");
+        let files: Vec<String> = PORTRAITS
+            .iter()
+            .chain([&LANDSCAPE])
+            .map(|name| fixture(name).display().to_string())
+            .collect();
+        args.extend(files.iter().map(String::as_str));
+        let out = edge_fer(&args);
+        assert!(out.status.success(), "{detector:?}: {}", stderr(&out));
+        let faces: Vec<usize> = json_lines(&out)
+            .iter()
+            .map(|v| {
+                check_frame_schema(v);
+                v["faces"].as_array().unwrap().len()
+            })
+            .collect();
+        assert_eq!(faces, [1, 1, 1, 0], "{detector:?}");
+    }
+}
+
+#[test]
+fn a_detector_without_its_model_or_with_a_model_it_has_none_of_is_refused() {
+    let image = fixture(PORTRAITS[0]);
+    let image = image.to_str().unwrap();
+    let out = edge_fer(&["--detector", "mmod", "--image", image]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--detector-model"),
+        "{}",
+        stderr(&out)
+    );
+    let out = edge_fer(&[
+        "--detector",
+        "hog",
+        "--detector-model",
+        "x.onnx",
+        "--image",
+        image,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no model file"), "{}", stderr(&out));
+    // A damaged BlazeFace file is named.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("detector.onnx");
+    std::fs::write(&bad, b"not a model").unwrap();
+    let bad = bad.to_str().unwrap();
+    let out = edge_fer(&[
+        "--detector",
+        "blazeface",
+        "--detector-model",
+        bad,
+        "--image",
+        image,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("detector.onnx") && err.contains("cannot load model"),
+        "{err}"
+    );
+    assert_eq!(err.matches("detector.onnx").count(), 1, "named once: {err}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Face detection and landmarks on real photos.
 
 use edge_fer::capture::decode_image;
-use edge_fer::detect::FaceFinderConfig;
+use edge_fer::detect::{DetectorChoice, FaceFinderConfig};
 use edge_fer::FaceFinder;
 
 use crate::util::{fixture, repo, with_finder, LANDSCAPE, PORTRAITS};
@@ -51,7 +51,7 @@ fn landmarks_lie_in_the_box_with_eyes_above_the_mouth() {
 #[test]
 fn cnn_detector_agrees_with_hog_on_a_portrait() {
     let cnn = FaceFinder::load(&FaceFinderConfig {
-        cnn_model: Some(repo(
+        detector: DetectorChoice::Mmod(repo(
             "models/dlib-mmod-face-detector/mmod_human_face_detector.dat",
         )),
         ..FaceFinderConfig::default()

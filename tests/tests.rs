@@ -2,6 +2,7 @@
 //!
 //! - `fuzz_corpus`: the fuzzers' seeds, corpus and crash reproducers replayed.
 //! - `kiosk`: the web view served by the binary, checked in headless Chromium.
+//! - `blazeface`: the BlazeFace detector against onnxruntime and mediapipe, and with dlib's landmarks.
 //! - `faces`: detection and landmarks through the library.
 //! - `model`: the shipped model under tract against its onnxruntime reference, and card checks.
 //! - `pipeline`: the threaded pipeline with a stand-in live camera and with files.
@@ -9,6 +10,7 @@
 //! - `track`: following a moving face between detections; track ids and stats in the CLI.
 //! - `cli`: the built `edge-fer` binary end to end: output schema, formats, bad input.
 
+mod blazeface;
 mod camera_loss;
 mod cli;
 mod faces;

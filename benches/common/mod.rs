@@ -53,6 +53,26 @@ pub fn frames_640x480(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Width of Grace Hopper's face in her 512 px fixture portrait.
+pub const GRACE_FACE_PX: u32 = 215;
+
+/// The face-size sweep's frame: Grace Hopper's portrait scaled so her face is `px` wide, centred
+/// in a grey 640x480 frame.
+pub fn face_of_width(px: u32) -> image::RgbImage {
+    let portrait = photo("grace_hopper_512x512.jpg");
+    let side = 512 * px / GRACE_FACE_PX;
+    let scaled =
+        image::imageops::resize(&portrait, side, side, image::imageops::FilterType::Triangle);
+    let mut frame = image::RgbImage::from_pixel(640, 480, image::Rgb([90, 90, 90]));
+    image::imageops::overlay(
+        &mut frame,
+        &scaled,
+        (640 - i64::from(side)) / 2,
+        (480 - i64::from(side)) / 2,
+    );
+    frame
+}
+
 /// A `/proc/self/status` field in KiB (`VmRSS:`, `VmHWM:`), 0 if unknown.
 pub fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -650,7 +650,9 @@ fn prepare(
     let classes = class_set(classes);
     let loaded = load_dataset(&dataset, classes)?;
     let finder = edge_fer::FaceFinder::load(&edge_fer::detect::FaceFinderConfig {
-        cnn_model,
+        detector: cnn_model.map_or(edge_fer::detect::DetectorChoice::Hog, |file| {
+            edge_fer::detect::DetectorChoice::Mmod(file)
+        }),
         ..Default::default()
     })?;
     let alignment = edge_fer::align::Alignment::builtin();
