@@ -201,38 +201,17 @@ impl FaceFinder {
                 ),
             });
         }
-        check_known(
-            lm,
-            LANDMARKS_68_SHA256,
-            lm == Path::new(DEFAULT_LANDMARKS_MODEL),
-        )?;
-        let predictor = LandmarkPredictor::open(lm).map_err(|e| Error::ModelLoad {
-            path: lm.clone(),
-            reason: e,
-        })?;
-        let detector = match &config.detector {
-            DetectorChoice::Hog => Detector::Hog(FaceDetector::new()),
-            DetectorChoice::Mmod(path) => {
-                if !path.is_file() {
-                    return Err(Error::MissingModel {
-                        what: "CNN face detector model",
-                        path: path.clone(),
-                        hint: "it ships in models/dlib-mmod-face-detector/".to_string(),
-                    });
-                }
-                check_known(path, MMOD_SHA256, false)?;
-                Detector::Cnn(Box::new(FaceDetectorCnn::open(path).map_err(|e| {
-                    Error::ModelLoad {
-                        path: path.clone(),
-                        reason: e,
-                    }
-                })?))
-            }
-            DetectorChoice::BlazeFace(path) => Detector::BlazeFace(Box::new(match path {
-                Some(path) => BlazeFace::load(path)?,
-                None => BlazeFace::builtin()?,
-            })),
-        };
+        // The landmark model (95 MB: hashed, then parsed by dlib) takes most of the start-up;
+        // the detector loads beside it.
+        let (predictor, detector) = std::thread::scope(|scope| {
+            let detector = scope.spawn(|| load_detector(&config.detector));
+            let predictor = load_predictor(lm);
+            let detector = detector
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (predictor, detector)
+        });
+        let (predictor, detector) = (predictor?, detector?);
         Ok(FaceFinder {
             detector,
             predictor,
@@ -355,6 +334,45 @@ impl FaceFinder {
             })
             .collect()
     }
+}
+
+/// dlib's 68-point shape predictor from `path`, after its sha256 check.
+fn load_predictor(path: &Path) -> Result<LandmarkPredictor> {
+    check_known(
+        path,
+        LANDMARKS_68_SHA256,
+        path == Path::new(DEFAULT_LANDMARKS_MODEL),
+    )?;
+    LandmarkPredictor::open(path).map_err(|e| Error::ModelLoad {
+        path: path.to_path_buf(),
+        reason: e,
+    })
+}
+
+fn load_detector(choice: &DetectorChoice) -> Result<Detector> {
+    Ok(match choice {
+        DetectorChoice::Hog => Detector::Hog(FaceDetector::new()),
+        DetectorChoice::Mmod(path) => {
+            if !path.is_file() {
+                return Err(Error::MissingModel {
+                    what: "CNN face detector model",
+                    path: path.clone(),
+                    hint: "it ships in models/dlib-mmod-face-detector/".to_string(),
+                });
+            }
+            check_known(path, MMOD_SHA256, false)?;
+            Detector::Cnn(Box::new(FaceDetectorCnn::open(path).map_err(|e| {
+                Error::ModelLoad {
+                    path: path.clone(),
+                    reason: e,
+                }
+            })?))
+        }
+        DetectorChoice::BlazeFace(path) => Detector::BlazeFace(Box::new(match path {
+            Some(path) => BlazeFace::load(path)?,
+            None => BlazeFace::builtin()?,
+        })),
+    })
 }
 
 /// A dlib detector's boxes in `frame` (none in an empty frame).

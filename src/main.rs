@@ -288,24 +288,33 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Box::new(if cli.repeat { files.repeating() } else { files })
     };
 
-    let classifier = match &cli.model {
-        Some(card) => {
-            Classifier::load(card).with_context(|| format!("loading model {}", card.display()))?
-        }
-        None => Classifier::builtin().context("loading the built-in model")?,
-    };
-    let finder = if cli.aligned {
-        None
-    } else {
-        Some(
-            FaceFinder::load(&FaceFinderConfig {
-                landmarks_model: cli.landmarks_model.clone(),
-                detector: detector_choice(cli, cli.camera.is_some())?,
-                max_faces: cli.max_faces as usize,
+    // The classifier's plan is optimised while the face models load (BENCHMARKS.md, "Start").
+    let (classifier, finder) = std::thread::scope(|scope| {
+        let classifier = scope.spawn(|| match &cli.model {
+            Some(card) => {
+                Classifier::load(card).with_context(|| format!("loading model {}", card.display()))
+            }
+            None => Classifier::builtin().context("loading the built-in model"),
+        });
+        let finder = if cli.aligned {
+            Ok(None)
+        } else {
+            detector_choice(cli, cli.camera.is_some()).and_then(|detector| {
+                FaceFinder::load(&FaceFinderConfig {
+                    landmarks_model: cli.landmarks_model.clone(),
+                    detector,
+                    max_faces: cli.max_faces as usize,
+                })
+                .map(Some)
+                .context("loading face detection")
             })
-            .context("loading face detection")?,
-        )
-    };
+        };
+        let classifier = classifier
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (classifier, finder)
+    });
+    let (classifier, finder) = (classifier?, finder?);
     tracing::info!(
         source = %source.describe(),
         model = %classifier.card().name,
