@@ -143,9 +143,11 @@ for seed in seeds:
                        js_even=d.get("even_split"))
             rows.append(row)
             if method == "ce":
+                # The distribution scores are the last epoch's, not the stopped one's: left out.
                 rows.append(dict(row, method="ce-early-stopped",
                                  final=e["epochs"]["early_stopped_accuracy"],
-                                 stopped_at=e["epochs"]["early_stopped"]))
+                                 stopped_at=e["epochs"]["early_stopped"],
+                                 js_softmax=None, js_labels=None, js_even=None))
 keys = list(dict.fromkeys(k for r in rows for k in r))
 with open(f"{out}/results.tsv", "w") as f:
     f.write("\t".join(keys) + "\n")
@@ -169,4 +171,31 @@ for setting in settings:
                  ms([share(r, "lost", "clean") for r in rs])]
         cells += [ms([r[k] for r in rs]) for k in ("js_learned", "js_softmax", "js_labels", "js_even")]
         print(f"{method:<17} {setting:<7} " + " ".join(f"{c:<15}" for c in cells))
+
+# The purity logs, epoch by epoch (mean over the seeds): what the neighbourhoods LDE averages over
+# looked like while each method trained, beside its test and training accuracy, the bank's
+# recovered flips and lost clean labels, and the training labels still wrong (UERM changes them).
+print()
+print("by epoch, mean over the seeds: test acc / train acc / purity expression / purity landmark"
+      " / bank recovered (share of flips) / bank lost (share of clean) / wrong training labels")
+for setting in settings:
+    for method in methods:
+        logs = [[json.loads(l) for l in open(f"{out}/{method}-{setting}-{seed}/metrics.jsonl")]
+                for seed in seeds]
+        noise = [json.load(open(f"{out}/{method}-{setting}-{seed}/noise.json")) for seed in seeds]
+        print(f"{method} {setting}")
+        for epoch in (1, 3, 5, 10, 15, 20, 25, 30, 40, 50, 80):
+            if epoch > len(logs[0]):
+                break
+            rows = [log[epoch - 1] for log in logs]
+            mean = lambda f: sum(f(r, n) for r, n in zip(rows, noise)) / len(rows)
+            flips = lambda n: max(1, len(n["flipped"]))
+            clean = lambda n: max(1, n["training_samples"] - len(n["flipped"]))
+            print(f"  epoch {epoch:>2}: {mean(lambda r, n: r['test_accuracy']):.3f} / "
+                  f"{mean(lambda r, n: r['train_accuracy']):.3f} / "
+                  f"{mean(lambda r, n: r.get('purity_expression') or 0):.3f} / "
+                  f"{mean(lambda r, n: r.get('purity_landmark') or 0):.3f} / "
+                  f"{mean(lambda r, n: (r.get('bank_recovered') or 0) / flips(n)):.3f} / "
+                  f"{mean(lambda r, n: (r.get('bank_lost') or 0) / clean(n)):.3f} / "
+                  f"{mean(lambda r, n: r.get('wrong_labels') or 0):.1f}")
 EOF
