@@ -338,19 +338,29 @@ impl FaceFinder {
 
 /// dlib's 68-point shape predictor from `path`, after its sha256 check.
 fn load_predictor(path: &Path) -> Result<LandmarkPredictor> {
+    let start = Instant::now();
     check_known(
         path,
         LANDMARKS_68_SHA256,
         path == Path::new(DEFAULT_LANDMARKS_MODEL),
     )?;
-    LandmarkPredictor::open(path).map_err(|e| Error::ModelLoad {
+    let checked = start.elapsed();
+    let predictor = LandmarkPredictor::open(path).map_err(|e| Error::ModelLoad {
         path: path.to_path_buf(),
         reason: e,
-    })
+    })?;
+    tracing::debug!(
+        path = %path.display(),
+        sha256_ms = checked.as_millis() as u64,
+        parse_ms = (start.elapsed() - checked).as_millis() as u64,
+        "landmark model loaded"
+    );
+    Ok(predictor)
 }
 
 fn load_detector(choice: &DetectorChoice) -> Result<Detector> {
-    Ok(match choice {
+    let start = Instant::now();
+    let detector = match choice {
         DetectorChoice::Hog => Detector::Hog(FaceDetector::new()),
         DetectorChoice::Mmod(path) => {
             if !path.is_file() {
@@ -372,7 +382,13 @@ fn load_detector(choice: &DetectorChoice) -> Result<Detector> {
             Some(path) => BlazeFace::load(path)?,
             None => BlazeFace::builtin()?,
         })),
-    })
+    };
+    tracing::debug!(
+        detector = ?choice,
+        ms = start.elapsed().as_millis() as u64,
+        "face detector loaded"
+    );
+    Ok(detector)
 }
 
 /// A dlib detector's boxes in `frame` (none in an empty frame).

@@ -61,7 +61,7 @@ struct Cli {
     landmarks_model: PathBuf,
 
     /// Face detector: dlib's HOG, dlib's CNN (mmod; needs --detector-model), or MediaPipe's
-    /// BlazeFace (built in). Default: hog.
+    /// BlazeFace (built in). Default: blazeface for a camera, hog for files.
     #[arg(long, value_enum)]
     detector: Option<DetectorKind>,
 
@@ -99,9 +99,10 @@ struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     detect_every: Option<u32>,
 
-    /// Detect on a copy of the frame scaled down to this width (landmarks are still fitted at
-    /// full resolution); 0 detects at full resolution. Faces under ~60 px at this scale are
-    /// missed. Default: 480 for a camera, 0 for files.
+    /// HOG and mmod: detect on a copy of the frame scaled down to this width (landmarks are still
+    /// fitted at full resolution); 0 detects at full resolution. Faces under ~60 px at this scale
+    /// are missed. Default: 480 for a camera, 0 for files. BlazeFace scales every frame to its
+    /// 128 px input itself.
     #[arg(long, value_name = "PX")]
     detect_width: Option<u32>,
 
@@ -207,8 +208,11 @@ fn main() -> ExitCode {
 /// resolution: a photo's faces can be any size.
 const CAMERA_DETECT_WIDTH: u32 = 480;
 
-/// The detectors used unless --detector says otherwise; see README, "Choosing a detector".
-const CAMERA_DETECTOR: DetectorKind = DetectorKind::Hog;
+/// The detectors used unless --detector says otherwise (README, "Choosing a detector"; measured in
+/// BENCHMARKS.md): BlazeFace finds a face as small as HOG does at a camera's detection width (80 px
+/// in a 640x480 frame) in a sixth of the time; in files HOG at full resolution finds smaller faces
+/// (60 px), and a photo's faces can be any size.
+const CAMERA_DETECTOR: DetectorKind = DetectorKind::Blazeface;
 const FILES_DETECTOR: DetectorKind = DetectorKind::Hog;
 
 fn parse_smoothing(text: &str) -> Result<f32, String> {
