@@ -14,23 +14,6 @@ use edge_fer::{FaceFinder, FaceFinderConfig, Landmarks};
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-/// Mean landmark distance between two fits, over the distance between the eye centres.
-fn landmark_error(a: &Landmarks, b: &Landmarks) -> f32 {
-    let eye = |l: &Landmarks, r: std::ops::Range<usize>| {
-        let n = r.len() as f32;
-        let (x, y) = r.fold((0.0, 0.0), |(x, y), i| (x + l.0[i][0], y + l.0[i][1]));
-        [x / n, y / n]
-    };
-    let (left, right) = (eye(a, 36..42), eye(a, 42..48));
-    let iod = (left[0] - right[0]).hypot(left[1] - right[1]);
-    let total: f32 =
-        a.0.iter()
-            .zip(&b.0)
-            .map(|(p, q)| (p[0] - q[0]).hypot(p[1] - q[1]))
-            .sum();
-    total / 68.0 / iod
-}
-
 fn centre_side(b: &FaceBox) -> (f32, f32, f32) {
     (
         (b.left + b.right) as f32 / 2.0,
@@ -110,7 +93,8 @@ fn main() {
             .iter()
             .map(|(_, frame, face, b, _)| {
                 let mapped = mapping.map(b, frame.width(), frame.height());
-                landmark_error(&face.landmarks, &hog.landmarks_in(frame, mapped))
+                hog.landmarks_in(frame, mapped)
+                    .error_against(&face.landmarks)
             })
             .sum::<f32>()
             / n
@@ -159,7 +143,8 @@ fn main() {
             .iter()
             .map(|(_, frame, face, b, _)| {
                 let mapped = mapping.map(b, frame.width(), frame.height());
-                landmark_error(&face.landmarks, &hog.landmarks_in(frame, mapped))
+                hog.landmarks_in(frame, mapped)
+                    .error_against(&face.landmarks)
             })
             .collect();
         let worst = errors.iter().copied().fold(0.0, f32::max);
@@ -202,7 +187,7 @@ fn sweep_against_the_portrait() {
         );
         let frame = common::face_of_width(px);
         let cell = |f: &FaceFinder| match f.find(&frame).first() {
-            Some(face) => format!("{:.4}", landmark_error(&scaled, &face.landmarks)),
+            Some(face) => format!("{:.4}", face.landmarks.error_against(&scaled)),
             None => "-".to_string(),
         };
         println!("  {px:<9} {:<8} {}", cell(&hog), cell(&blaze));

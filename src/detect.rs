@@ -76,6 +76,23 @@ impl FaceBox {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Landmarks(pub [[f32; 2]; 68]);
 
+impl Landmarks {
+    /// The mean distance between these points and `reference`'s, in units of `reference`'s
+    /// inter-ocular distance (between the eye centres): the usual landmark error, 0.03 being
+    /// a fit a person would not tell apart from the reference.
+    pub fn error_against(&self, reference: &Landmarks) -> f32 {
+        let [left, right, ..] = crate::align::five_points(reference);
+        let iod = (left[0] - right[0]).hypot(left[1] - right[1]);
+        let total: f32 = self
+            .0
+            .iter()
+            .zip(&reference.0)
+            .map(|(p, q)| (p[0] - q[0]).hypot(p[1] - q[1]))
+            .sum();
+        total / 68.0 / iod
+    }
+}
+
 impl Serialize for Landmarks {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter())
@@ -470,4 +487,55 @@ fn check_known(path: &Path, expected: &str, strict: bool) -> Result<()> {
         "model file is not the one dlib publishes; using it because it was named explicitly"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn landmark_error_by_hand() {
+        // Eyes 10 px apart; every point of the fit 5 px off (3 right, 4 down): error 5 / 10.
+        let mut reference = Landmarks([[0.0; 2]; 68]);
+        for p in &mut reference.0[42..48] {
+            *p = [10.0, 0.0];
+        }
+        let mut fit = reference;
+        for p in &mut fit.0 {
+            *p = [p[0] + 3.0, p[1] + 4.0];
+        }
+        assert!((fit.error_against(&reference) - 0.5).abs() < 1e-6);
+        assert_eq!(reference.error_against(&reference), 0.0);
+    }
+
+    #[test]
+    fn blazeface_box_mapping_by_hand() {
+        let mapping = BoxMapping {
+            dx: 0.1,
+            dy: -0.2,
+            scale: 0.5,
+        };
+        let d = FrameDetection {
+            score: 0.9,
+            bbox: [100.0, 100.0, 200.0, 200.0],
+            keypoints: [[0.0; 2]; 6],
+        };
+        // Centre (150, 150) moves by (10, -20); the side halves to 50.
+        assert_eq!(
+            mapping.map(&d, 640, 480),
+            FaceBox {
+                left: 135,
+                top: 105,
+                right: 185,
+                bottom: 155
+            }
+        );
+        // Clipped to the frame: centre (10, 470), half side 25, so left -15 and bottom 495.
+        let edge = FrameDetection {
+            bbox: [-50.0, 440.0, 50.0, 540.0],
+            ..d
+        };
+        let b = mapping.map(&edge, 640, 480);
+        assert_eq!((b.left, b.top, b.right, b.bottom), (0, 445, 35, 479));
+    }
 }

@@ -4,7 +4,7 @@
 use edge_fer::blazeface::{BlazeFace, Letterbox, INPUT};
 use edge_fer::capture::decode_image;
 use edge_fer::detect::{DetectorChoice, FaceFinderConfig};
-use edge_fer::{Error, FaceFinder, Landmarks};
+use edge_fer::{Error, FaceFinder};
 use serde_json::Value;
 
 use crate::util::{fixture, repo, with_finder, LANDSCAPE, PORTRAITS};
@@ -122,23 +122,6 @@ fn one_face_on_each_portrait_none_on_the_landscape() {
     assert!(finder.find(&img).is_empty());
 }
 
-/// Mean distance of the 68 points over the distance between the eye centres of `a`.
-fn landmark_error(a: &Landmarks, b: &Landmarks) -> f32 {
-    let eye = |range: std::ops::Range<usize>| {
-        let n = range.len() as f32;
-        let sum = range.fold([0.0, 0.0], |s, i| [s[0] + a.0[i][0], s[1] + a.0[i][1]]);
-        [sum[0] / n, sum[1] / n]
-    };
-    let (l, r) = (eye(36..42), eye(42..48));
-    let iod = (l[0] - r[0]).hypot(l[1] - r[1]);
-    let sum: f32 =
-        a.0.iter()
-            .zip(&b.0)
-            .map(|(p, q)| (p[0] - q[0]).hypot(p[1] - q[1]))
-            .sum();
-    sum / 68.0 / iod
-}
-
 #[test]
 fn mapped_boxes_give_hogs_landmarks() {
     let finder = blazeface_finder();
@@ -148,7 +131,7 @@ fn mapped_boxes_give_hogs_landmarks() {
             let img = decode_image(&fixture(name)).unwrap();
             let by_hog = with_finder(|f| f.find(&img));
             let by_blaze = finder.find(&img);
-            landmark_error(&by_hog[0].landmarks, &by_blaze[0].landmarks)
+            by_blaze[0].landmarks.error_against(&by_hog[0].landmarks)
         })
         .collect();
     let mean = errors.iter().sum::<f32>() / errors.len() as f32;
