@@ -4,7 +4,7 @@
 //! wheel) takes a 128x128 RGB image in [-1, 1] and gives, for each of 896 anchors, a face score
 //! and a box with six key points ([`decode`]). A frame is letterboxed into the square input (its
 //! aspect kept, the rest padded), so detection costs the same whatever the frame's size; boxes
-//! come back in frame pixels. Faces much smaller than a tenth of the frame's longer side are
+//! come back in frame pixels. Faces smaller than about an eighth of the frame's longer side are
 //! beyond this model (it was made for faces within about 2 m of a phone's front camera).
 
 pub mod anchors;
