@@ -23,8 +23,8 @@ fn centre_side(b: &FaceBox) -> (f32, f32, f32) {
 }
 
 fn main() {
-    sweep_against_the_portrait();
     let hog = FaceFinder::load(&FaceFinderConfig::default()).expect("dlib models");
+    sweep_against_the_portrait(&hog);
     let blaze = BlazeFace::builtin().expect("built-in BlazeFace");
     let mut frames: Vec<(String, image::RgbImage)> = common::PHOTOS
         .iter()
@@ -162,16 +162,12 @@ fn main() {
 /// The sweep's faces are Grace Hopper's portrait scaled, so the landmarks HOG fits on the
 /// portrait itself (face 215 px), scaled the same way, are a reference neither detector's box
 /// decides. Prints each detector's landmark error against it, by face width.
-fn sweep_against_the_portrait() {
-    let finder = |detector| {
-        FaceFinder::load(&FaceFinderConfig {
-            detector,
-            ..FaceFinderConfig::default()
-        })
-        .expect("models")
-    };
-    let hog = finder(edge_fer::detect::DetectorChoice::Hog);
-    let blaze = finder(edge_fer::detect::DetectorChoice::BlazeFace(None));
+fn sweep_against_the_portrait(hog: &FaceFinder) {
+    let blaze = FaceFinder::load(&FaceFinderConfig {
+        detector: edge_fer::detect::DetectorChoice::BlazeFace(None),
+        ..FaceFinderConfig::default()
+    })
+    .expect("models");
     let portrait = common::photo("grace_hopper_512x512.jpg");
     let reference = hog.find(&portrait)[0].landmarks;
     println!("sweep: landmark error against the scaled portrait's (inter-ocular distances)");
@@ -190,6 +186,6 @@ fn sweep_against_the_portrait() {
             Some(face) => format!("{:.4}", face.landmarks.error_against(&scaled)),
             None => "-".to_string(),
         };
-        println!("  {px:<9} {:<8} {}", cell(&hog), cell(&blaze));
+        println!("  {px:<9} {:<8} {}", cell(hog), cell(&blaze));
     }
 }

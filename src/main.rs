@@ -292,7 +292,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Box::new(if cli.repeat { files.repeating() } else { files })
     };
 
-    // The classifier's plan is optimised while the face models load (BENCHMARKS.md, "Start").
+    // The classifier's plan is optimised while the face models load (BENCHMARKS.md, "start-up").
     let (classifier, finder) = std::thread::scope(|scope| {
         let classifier = scope.spawn(|| match &cli.model {
             Some(card) => {

@@ -7,7 +7,7 @@ use edge_fer::detect::{DetectorChoice, FaceFinderConfig};
 use edge_fer::{Error, FaceFinder};
 use serde_json::Value;
 
-use crate::util::{fixture, repo, with_finder, LANDSCAPE, PORTRAITS};
+use crate::util::{fixture, repo, with_finder, write_truncated, LANDSCAPE, PORTRAITS};
 
 fn json(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(repo(path)).unwrap()).unwrap()
@@ -170,8 +170,7 @@ fn a_landscape_frame_is_letterboxed_and_mapped_back() {
 fn a_truncated_model_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blazeface.onnx");
-    let bytes = std::fs::read(repo("models/blazeface-short-range/model.onnx")).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    write_truncated(&repo("models/blazeface-short-range/model.onnx"), &path, 2);
     let err = BlazeFace::load(&path).unwrap_err();
     assert!(matches!(err, Error::ModelLoad { .. }), "{err:?}");
     assert!(err.to_string().contains("blazeface.onnx"), "{err}");

@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use crate::util::{
-    edge_fer, edit_json, fixture, json_lines, model_copy, repo, stderr, LANDSCAPE, PORTRAITS,
+    edge_fer, edit_json, fixture, json_lines, model_copy, repo, stderr, write_truncated, LANDSCAPE,
+    PORTRAITS,
 };
 
 const LABELS: [&str; 7] = [
@@ -207,8 +208,7 @@ fn frames_folder_is_processed_in_name_order() {
 fn a_bad_image_is_reported_and_the_others_are_processed() {
     let dir = tempfile::tempdir().unwrap();
     let truncated = dir.path().join("truncated.jpg");
-    let bytes = std::fs::read(fixture("biden.jpg")).unwrap();
-    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    write_truncated(&fixture("biden.jpg"), &truncated, 3);
     let text = dir.path().join("notes.png");
     std::fs::write(&text, "this is not an image\n").unwrap();
     let good = fixture("grace_hopper_512x512.jpg");
@@ -273,8 +273,7 @@ fn missing_landmark_model_is_a_clear_error() {
 fn truncated_onnx_is_a_clear_error() {
     let (dir, card) = model_copy();
     let onnx = dir.path().join("model.onnx");
-    let bytes = std::fs::read(&onnx).unwrap();
-    std::fs::write(&onnx, &bytes[..bytes.len() / 2]).unwrap();
+    let half = write_truncated(&onnx, &onnx, 2);
     let img = fixture("biden.jpg");
     // First as it is: the checksum no longer matches.
     let out = edge_fer(&[
@@ -290,7 +289,7 @@ fn truncated_onnx_is_a_clear_error() {
         "{err}"
     );
     // Then with a card that vouches for the truncated file: the parser must refuse it.
-    let sha = edge_fer::checksum::sha256_hex(&bytes[..bytes.len() / 2]);
+    let sha = edge_fer::checksum::sha256_hex(&half);
     edit_json(&card, |v| v["sha256"] = sha.into());
     let out = edge_fer(&[
         "--model",

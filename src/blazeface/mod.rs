@@ -168,12 +168,16 @@ impl BlazeFace {
             return Ok(Vec::new());
         }
         let letterbox = Letterbox::new(w, h);
-        let input = letterbox.input(frame);
-        self.detect_input(&input, &letterbox)
+        let (regressors, logits) = self.raw(&letterbox.input(frame))?;
+        let found = decode(&regressors, &logits, &self.anchors, &self.options);
+        Ok(weighted_nms(found, IOU_THRESHOLD)
+            .into_iter()
+            .map(|d| letterbox.detection(&d))
+            .collect())
     }
 
     /// Runs the model on an already prepared input (`INPUT x INPUT x 3`, values in [-1, 1]) and
-    /// returns the detections in input-relative coordinates, before suppression.
+    /// returns its raw outputs: the regressors (16 values per anchor) and the score logits.
     ///
     /// # Errors
     /// [`Error::Invalid`] for an input of the wrong length, [`Error::Inference`] if tract fails.
@@ -190,15 +194,6 @@ impl BlazeFace {
             regressors.iter().copied().collect(),
             logits.iter().copied().collect(),
         ))
-    }
-
-    fn detect_input(&self, input: &[f32], letterbox: &Letterbox) -> Result<Vec<FrameDetection>> {
-        let (regressors, logits) = self.raw(input)?;
-        let found = decode(&regressors, &logits, &self.anchors, &self.options);
-        Ok(weighted_nms(found, IOU_THRESHOLD)
-            .into_iter()
-            .map(|d| letterbox.detection(&d))
-            .collect())
     }
 }
 

@@ -70,6 +70,15 @@ pub fn model_copy() -> (tempfile::TempDir, PathBuf) {
     (dir, card)
 }
 
+/// Writes the first `1 / parts` of `from`'s bytes to `to` (the two may be the same file), as a
+/// download or copy cut short leaves it; returns the bytes written.
+pub fn write_truncated(from: &Path, to: &Path, parts: usize) -> Vec<u8> {
+    let mut bytes = std::fs::read(from).unwrap();
+    bytes.truncate(bytes.len() / parts);
+    std::fs::write(to, &bytes).unwrap();
+    bytes
+}
+
 /// Reads, edits and writes back a JSON file.
 pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
