@@ -30,12 +30,81 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
+/// A reader that hashes every byte read through it, so that a large model file can be checked
+/// and parsed in one pass instead of being read twice.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Hashes what is read from `inner`.
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// Reads what the caller left to the end, then returns the lowercase hex sha256 of all of it.
+    ///
+    /// # Errors
+    /// The I/O error of that last read.
+    pub fn finish(mut self) -> std::io::Result<String> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        Ok(hex(&self.hasher.finalize()))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Accepts a model file whose sha256 is `actual`: it must be `expected` when `strict` (a file at
+/// the default path must be the published one, so another hash means a damaged copy); otherwise
+/// another hash is a warning (a file the user named may be their own model).
+///
+/// # Errors
+/// [`Error::Checksum`] for a strict mismatch.
+pub fn check_known(path: &Path, actual: &str, expected: &str, strict: bool) -> Result<()> {
+    if actual == expected {
+        return Ok(());
+    }
+    if strict {
+        return Err(Error::Checksum {
+            path: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    tracing::warn!(
+        path = %path.display(),
+        sha256 = %actual,
+        "model file is not the one its maker publishes; using it because it was named explicitly"
+    );
+    Ok(())
+}
+
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
+    #[test]
+    fn hashing_reader_hashes_what_is_left_unread_too() {
+        let mut r = super::HashingReader::new(&b"abc"[..]);
+        let mut first = [0u8; 1];
+        r.read_exact(&mut first).unwrap();
+        assert_eq!(r.finish().unwrap(), super::sha256_hex(b"abc"));
+    }
+
     #[test]
     fn known_vector() {
         // FIPS 180-2 test vector.

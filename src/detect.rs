@@ -1,24 +1,23 @@
-//! Face detection and 68-point landmarks with dlib.
+//! Face detection and 68-point landmarks.
 //!
 //! [`FaceFinder`] owns the detector (dlib's HOG by default, dlib's CNN "mmod" detector, or
 //! MediaPipe's BlazeFace run by tract, see [`crate::blazeface`]) and dlib's 68-point shape
-//! predictor, both loaded once per process. Model files are checked
-//! by sha256 before dlib reads them: dlib's deserialiser trusts its input, and a truncated file must
-//! be an error, not undefined behaviour. Alignment and classification are other modules' jobs.
+//! predictor (run by [`crate::shape_predictor`]), both loaded once per process. Model files are
+//! checked by sha256: dlib's deserialiser trusts its input, so the mmod file is checked before
+//! dlib reads it, and the landmark model is hashed as it is read. Alignment and classification
+//! are other modules' jobs.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dlib_face_recognition::{
-    FaceDetector, FaceDetectorCnn, FaceDetectorTrait, ImageMatrix, LandmarkPredictor,
-    LandmarkPredictorTrait,
-};
+use dlib_face_recognition::{FaceDetector, FaceDetectorCnn, FaceDetectorTrait, ImageMatrix};
 use image::RgbImage;
 use serde::Serialize;
 
 use crate::blazeface::{BlazeFace, FrameDetection};
-use crate::checksum::sha256_file;
+use crate::checksum::{check_known, sha256_file};
 use crate::error::{Error, Result};
+use crate::shape_predictor::ShapePredictor;
 
 /// Where Debian's `libdlib-data` installs the 68-point landmark model.
 pub const DEFAULT_LANDMARKS_MODEL: &str = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";
@@ -71,7 +70,7 @@ impl FaceBox {
     }
 }
 
-/// dlib's 68 facial landmarks, `[x, y]` in frame pixels, in the iBUG 300-W order
+/// The 68 facial landmarks of dlib's model, `[x, y]` in frame pixels, in the iBUG 300-W order
 /// (0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Landmarks(pub [[f32; 2]; 68]);
@@ -94,8 +93,10 @@ impl Landmarks {
 }
 
 impl Serialize for Landmarks {
+    /// Points to a hundredth of a pixel: the fit is sub-pixel, but not to eight digits.
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter())
+        let hundredths = |v: f32| (v * 100.0).round() / 100.0;
+        s.collect_seq(self.0.iter().map(|p| p.map(hundredths)))
     }
 }
 
@@ -194,7 +195,7 @@ impl Default for FaceFinderConfig {
 /// Finds faces and their 68 landmarks in RGB frames.
 pub struct FaceFinder {
     detector: Detector,
-    predictor: LandmarkPredictor,
+    predictor: ShapePredictor,
     max_faces: usize,
 }
 
@@ -219,8 +220,8 @@ impl FaceFinder {
                 ),
             });
         }
-        // The landmark model (95 MB: hashed, then parsed by dlib) takes most of the start-up;
-        // the detector loads beside it.
+        // The landmark model (95 MB, hashed as it is parsed) takes most of the start-up; the
+        // detector loads beside it.
         let (predictor, detector) = std::thread::scope(|scope| {
             let detector = scope.spawn(|| load_detector(&config.detector));
             let predictor = load_predictor(lm);
@@ -327,50 +328,23 @@ impl FaceFinder {
         self.landmarks_in_boxes(frame, &[bbox])[0]
     }
 
-    /// As [`FaceFinder::landmarks_in`] for several boxes, copying the frame into dlib's image type
-    /// once for all of them (the copy costs about as much as a fit).
+    /// As [`FaceFinder::landmarks_in`] for several boxes.
     pub fn landmarks_in_boxes(&self, frame: &RgbImage, boxes: &[FaceBox]) -> Vec<Landmarks> {
-        let Some(matrix) = dlib_image(frame) else {
-            return vec![Landmarks([[0.0; 2]; 68]); boxes.len()];
-        };
         boxes
             .iter()
-            .map(|bbox| {
-                #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
-                let rect = dlib_face_recognition::Rectangle {
-                    left: bbox.left as _,
-                    top: bbox.top as _,
-                    right: bbox.right as _,
-                    bottom: bbox.bottom as _,
-                };
-                let shape = self.predictor.face_landmarks(&matrix, &rect);
-                let mut points = [[0.0f32; 2]; 68];
-                for (dst, p) in points.iter_mut().zip(shape.iter()) {
-                    *dst = [p.x() as f32, p.y() as f32];
-                }
-                Landmarks(points)
-            })
+            .map(|&bbox| self.predictor.predict(frame, bbox))
             .collect()
     }
 }
 
-/// dlib's 68-point shape predictor from `path`, after its sha256 check.
-fn load_predictor(path: &Path) -> Result<LandmarkPredictor> {
+/// dlib's 68-point shape predictor from `path`, its sha256 checked as it is read.
+fn load_predictor(path: &Path) -> Result<ShapePredictor> {
     let start = Instant::now();
-    check_known(
-        path,
-        LANDMARKS_68_SHA256,
-        path == Path::new(DEFAULT_LANDMARKS_MODEL),
-    )?;
-    let checked = start.elapsed();
-    let predictor = LandmarkPredictor::open(path).map_err(|e| Error::ModelLoad {
-        path: path.to_path_buf(),
-        reason: e,
-    })?;
+    let strict = path == Path::new(DEFAULT_LANDMARKS_MODEL);
+    let predictor = ShapePredictor::load(path, LANDMARKS_68_SHA256, strict)?;
     tracing::debug!(
         path = %path.display(),
-        sha256_ms = checked.as_millis() as u64,
-        parse_ms = (start.elapsed() - checked).as_millis() as u64,
+        ms = start.elapsed().as_millis() as u64,
         "landmark model loaded"
     );
     Ok(predictor)
@@ -388,7 +362,7 @@ fn load_detector(choice: &DetectorChoice) -> Result<Detector> {
                     hint: "it ships in models/dlib-mmod-face-detector/".to_string(),
                 });
             }
-            check_known(path, MMOD_SHA256, false)?;
+            check_known(path, &sha256_file(path)?, MMOD_SHA256, false)?;
             Detector::Cnn(Box::new(FaceDetectorCnn::open(path).map_err(|e| {
                 Error::ModelLoad {
                     path: path.clone(),
@@ -468,26 +442,6 @@ fn face_box(r: &dlib_face_recognition::Rectangle) -> FaceBox {
         right: i64::from(r.right),
         bottom: i64::from(r.bottom),
     }
-}
-
-fn check_known(path: &Path, expected: &str, strict: bool) -> Result<()> {
-    let actual = sha256_file(path)?;
-    if actual == expected {
-        return Ok(());
-    }
-    if strict {
-        return Err(Error::Checksum {
-            path: path.to_path_buf(),
-            expected: expected.to_string(),
-            actual,
-        });
-    }
-    tracing::warn!(
-        path = %path.display(),
-        sha256 = %actual,
-        "model file is not the one dlib publishes; using it because it was named explicitly"
-    );
-    Ok(())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod model_card;
 pub mod output;
 pub mod pipeline;
 pub mod serve;
+pub mod shape_predictor;
 pub mod stats;
 pub mod track;
 

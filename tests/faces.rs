@@ -1,7 +1,9 @@
 //! Face detection and landmarks on real photos.
 
+use std::path::Path;
+
 use edge_fer::capture::decode_image;
-use edge_fer::detect::{DetectorChoice, FaceFinderConfig};
+use edge_fer::detect::{DetectorChoice, FaceBox, FaceFinderConfig, Landmarks};
 use edge_fer::FaceFinder;
 
 use crate::util::{fixture, repo, with_finder, LANDSCAPE, PORTRAITS};
@@ -95,5 +97,93 @@ fn landmarks_in_the_detected_box_equal_the_detectors_own() {
     assert!(
         dx.abs() < 6.0,
         "the fit follows the face, not the box: {dx}"
+    );
+}
+
+#[test]
+fn landmarks_are_dlibs_own_predictors() {
+    // edge-fer runs dlib's model file in Rust (src/shape_predictor); dlib's own predictor, on the
+    // same photos and boxes, is the reference: the detected box, boxes shifted and resized
+    // around it, and one half outside the frame.
+    use dlib_face_recognition::{ImageMatrix, LandmarkPredictor, LandmarkPredictorTrait};
+    let dlib = LandmarkPredictor::open(edge_fer::detect::DEFAULT_LANDMARKS_MODEL).unwrap();
+    let (mut points, mut same) = (0usize, 0usize);
+    for name in PORTRAITS {
+        let img = decode_image(&fixture(name)).unwrap();
+        let (w, h) = img.dimensions();
+        // SAFETY: a packed RGB8 buffer of w * h * 3 bytes, copied by the call.
+        let matrix = unsafe { ImageMatrix::new(w as usize, h as usize, img.as_raw().as_ptr()) };
+        let found = with_finder(|f| f.find(&img)).remove(0).bbox;
+        let side = found.right - found.left;
+        let mut boxes = vec![found];
+        for (dx, dy, grow) in [
+            (7, -5, 0),
+            (-11, 9, 0),
+            (0, 0, side / 8),
+            (3, 4, -side / 10),
+        ] {
+            boxes.push(FaceBox {
+                left: found.left + dx - grow,
+                top: found.top + dy - grow,
+                right: found.right + dx + grow,
+                bottom: found.bottom + dy + grow,
+            });
+        }
+        boxes.push(FaceBox {
+            left: -side / 2,
+            top: found.top,
+            right: side / 2,
+            bottom: found.bottom,
+        });
+        for b in boxes {
+            let ours = with_finder(|f| f.landmarks_in(&img, b));
+            let rect = dlib_face_recognition::Rectangle {
+                left: b.left as _,
+                top: b.top as _,
+                right: b.right as _,
+                bottom: b.bottom as _,
+            };
+            let mut theirs = Landmarks([[0.0; 2]; 68]);
+            for (dst, p) in theirs
+                .0
+                .iter_mut()
+                .zip(dlib.face_landmarks(&matrix, &rect).iter())
+            {
+                *dst = [p.x() as f32, p.y() as f32];
+            }
+            // dlib rounds its points to whole pixels; ours are those points before rounding.
+            for (p, q) in ours.0.iter().zip(&theirs.0) {
+                points += 1;
+                same += usize::from(p[0].round() == q[0] && p[1].round() == q[1]);
+            }
+        }
+    }
+    // All of them do on x86_64 (measured); the margin is for a compiler that fuses dlib's
+    // multiply-adds (aarch64), where a pixel sampled one step over can turn a split.
+    assert!(
+        same as f32 >= 0.99 * points as f32,
+        "only {same} of {points} points round to dlib's"
+    );
+}
+
+#[test]
+fn a_damaged_landmark_model_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("lm.dat");
+    crate::util::write_truncated(
+        Path::new(edge_fer::detect::DEFAULT_LANDMARKS_MODEL),
+        &cut,
+        3,
+    );
+    let err = FaceFinder::load(&FaceFinderConfig {
+        landmarks_model: cut.clone(),
+        ..FaceFinderConfig::default()
+    })
+    .err()
+    .expect("a truncated landmark model was accepted")
+    .to_string();
+    assert!(
+        err.contains(&cut.display().to_string()) && err.contains("ends here"),
+        "{err}"
     );
 }
