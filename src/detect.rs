@@ -1,6 +1,6 @@
 //! Face detection and 68-point landmarks.
 //!
-//! [`FaceFinder`] owns the detector (dlib's HOG by default, dlib's CNN "mmod" detector, or
+//! [`FaceFinder`] owns the detector (dlib's HOG by default, see [`crate::hog`], dlib's CNN "mmod" detector, or
 //! MediaPipe's BlazeFace run by tract, see [`crate::blazeface`]) and dlib's 68-point shape
 //! predictor (run by [`crate::shape_predictor`]), both loaded once per process. Model files are
 //! checked by sha256: dlib's deserialiser trusts its input, so the mmod file is checked before
@@ -10,13 +10,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dlib_face_recognition::{FaceDetector, FaceDetectorCnn, FaceDetectorTrait, ImageMatrix};
+use dlib_face_recognition::{FaceDetectorCnn, FaceDetectorTrait, ImageMatrix};
 use image::RgbImage;
 use serde::Serialize;
 
 use crate::blazeface::{BlazeFace, FrameDetection};
 use crate::checksum::{check_known, sha256_file};
 use crate::error::{Error, Result};
+use crate::hog::HogDetector;
 use crate::shape_predictor::ShapePredictor;
 
 /// Where Debian's `libdlib-data` installs the 68-point landmark model.
@@ -112,7 +113,7 @@ pub struct Face {
 /// Which detector finds the faces, and the model file where it needs one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum DetectorChoice {
-    /// dlib's HOG + linear SVM (`get_frontal_face_detector`): no model file, frontal faces.
+    /// dlib's HOG + linear SVM frontal face detector, compiled in ([`crate::hog`]).
     #[default]
     Hog,
     /// dlib's CNN with max-margin object detection, from this file: slower, more robust to pose.
@@ -123,7 +124,7 @@ pub enum DetectorChoice {
 
 /// The loaded detector.
 enum Detector {
-    Hog(FaceDetector),
+    Hog(HogDetector),
     Cnn(Box<FaceDetectorCnn>),
     BlazeFace(Box<BlazeFace>),
 }
@@ -313,7 +314,7 @@ impl FaceFinder {
     fn detect_only(&self, frame: &RgbImage) -> (Vec<FaceBox>, Duration) {
         let start = Instant::now();
         let mut boxes = match &self.detector {
-            Detector::Hog(d) => dlib_boxes(d, frame),
+            Detector::Hog(d) => d.detect(frame),
             Detector::Cnn(d) => dlib_boxes(d.as_ref(), frame),
             Detector::BlazeFace(d) => blazeface_boxes(d, frame),
         };
@@ -353,7 +354,7 @@ fn load_predictor(path: &Path) -> Result<ShapePredictor> {
 fn load_detector(choice: &DetectorChoice) -> Result<Detector> {
     let start = Instant::now();
     let detector = match choice {
-        DetectorChoice::Hog => Detector::Hog(FaceDetector::new()),
+        DetectorChoice::Hog => Detector::Hog(HogDetector::builtin()?),
         DetectorChoice::Mmod(path) => {
             if !path.is_file() {
                 return Err(Error::MissingModel {

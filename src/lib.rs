@@ -16,6 +16,7 @@ pub mod checksum;
 pub mod classify;
 pub mod detect;
 pub mod error;
+pub mod hog;
 pub mod model_card;
 pub mod output;
 pub mod pipeline;

@@ -166,7 +166,7 @@ fn detector_choice(cli: &Cli, from_camera: bool) -> anyhow::Result<DetectorChoic
         DetectorKind::Hog => {
             if let Some(file) = &cli.detector_model {
                 anyhow::bail!(
-                    "--detector-model {}: the HOG detector has no model file",
+                    "--detector-model {}: the HOG detector is built in and takes no model file",
                     file.display()
                 );
             }

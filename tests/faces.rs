@@ -187,3 +187,50 @@ fn a_damaged_landmark_model_is_refused_naming_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn hog_boxes_are_dlibs_own() {
+    // edge-fer builds dlib's HOG detector from the shipped bytes (src/hog.rs); the crate's
+    // FaceDetector (dlib's own constructor) on the same photos is the reference.
+    use dlib_face_recognition::{FaceDetector, FaceDetectorTrait, ImageMatrix};
+    let dlib = FaceDetector::new();
+    let ours = edge_fer::hog::HogDetector::builtin().unwrap();
+    let mut faces = 0;
+    for name in PORTRAITS.iter().chain([&LANDSCAPE]) {
+        let img = decode_image(&fixture(name)).unwrap();
+        let (w, h) = img.dimensions();
+        // SAFETY: a packed RGB8 buffer of w * h * 3 bytes, copied by the call.
+        let matrix = unsafe { ImageMatrix::new(w as usize, h as usize, img.as_raw().as_ptr()) };
+        let theirs: Vec<FaceBox> = dlib
+            .face_locations(&matrix)
+            .iter()
+            // dlib's `long`: i64 here, i32 on armv7.
+            .map(
+                #[allow(clippy::unnecessary_cast)]
+                |r| FaceBox {
+                    left: r.left as i64,
+                    top: r.top as i64,
+                    right: r.right as i64,
+                    bottom: r.bottom as i64,
+                },
+            )
+            .collect();
+        assert_eq!(ours.detect(&img), theirs, "{name}");
+        faces += theirs.len();
+    }
+    assert!(faces >= PORTRAITS.len(), "dlib found only {faces} faces");
+}
+
+#[test]
+fn the_shipped_hog_detector_is_a_fresh_export_of_dlibs() {
+    let shipped = std::fs::read(repo("models/dlib-hog-frontal/frontal_face_detector.dat")).unwrap();
+    let exported = edge_fer::hog::HogDetector::export_dlibs_own().expect("dlib's export");
+    assert!(
+        shipped == exported,
+        "models/dlib-hog-frontal/ differs from dlib's detector: run its export.sh"
+    );
+    assert_eq!(
+        edge_fer::checksum::sha256_hex(&shipped),
+        edge_fer::hog::HOG_SHA256
+    );
+}
