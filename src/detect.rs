@@ -1,11 +1,11 @@
 //! Face detection and 68-point landmarks.
 //!
-//! [`FaceFinder`] owns the detector (dlib's HOG by default, see [`crate::hog`], dlib's CNN "mmod" detector, or
-//! MediaPipe's BlazeFace run by tract, see [`crate::blazeface`]) and dlib's 68-point shape
-//! predictor (run by [`crate::shape_predictor`]), both loaded once per process. Model files are
-//! checked by sha256: dlib's deserialiser trusts its input, so the mmod file is checked before
-//! dlib reads it, and the landmark model is hashed as it is read. Alignment and classification
-//! are other modules' jobs.
+//! [`FaceFinder`] owns the detector (dlib's HOG by default, see [`crate::hog`]; dlib's CNN
+//! "mmod" detector; or MediaPipe's BlazeFace run by tract, see [`crate::blazeface`]) and dlib's
+//! 68-point shape predictor (run by [`crate::shape_predictor`]), both loaded once per process.
+//! Model files are checked by sha256: dlib's deserialiser trusts its input, so the mmod file is
+//! checked before dlib reads it, and the landmark model is hashed as it is read. Alignment and
+//! classification are other modules' jobs.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
