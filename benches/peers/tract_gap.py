@@ -4,34 +4,22 @@ usage: tract_gap.py MODEL.onnx OUT_DIR NODE_NAME...
 
 For each node: OUT_DIR/<n>.onnx holding that node alone (onnx.utils.extract_model, the weights
 kept), its input shape at batch 1 (from shape inference with the model's input fixed to batch 1),
-and onnxruntime's median latency, one thread, default session options otherwise. Writes
+and onnxruntime's median latency, one thread (peers.py's loop: random input, 200 runs after 10). Writes
 OUT_DIR/list ("file shape name" per line) for tract's side and prints onnxruntime's figures.
 """
+import os
 import sys
-import time
 
-import numpy as np
 import onnx
 import onnx.utils
 import onnxruntime as ort
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peers import ort_latency  # noqa: E402  (the same timing loop as benches/peers/run's)
 
-def ort_median(path, shape, runs=500):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    x = np.full(shape, 0.5, np.float32)
-    for _ in range(20):
-        sess.run(None, {name: x})
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, {name: x})
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2]
+
+def ort_median(path, shape):
+    return ort_latency(path, shape, threads=1, runs=200)[0]
 
 
 def main(model_path, out, names):
