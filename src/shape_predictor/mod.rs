@@ -81,7 +81,8 @@ impl ShapePredictor {
     /// [`Error::ModelLoad`] naming the byte where the file stops being a 68-point shape predictor.
     pub fn load(path: &Path, expected_sha256: &str, strict: bool) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut reader = DlibReader::new(HashingReader::new(file));
+        let hashing = HashingReader::new(file).map_err(|e| Error::io(path, e))?;
+        let mut reader = DlibReader::new(hashing);
         let parsed = Self::parse(&mut reader);
         if let Some(e) = reader.take_io_error() {
             return Err(Error::io(path, e));
