@@ -3,11 +3,10 @@
 //! the CPU's peak. onnxruntime's figure for the same file comes from benches/peers/peers.py.
 //!
 //! ```sh
-//! cargo run --release --example classify_bench -- [CARD|builtin] [--batch 1] [--runs 200] [--profile]
+//! cargo run --release --example classify_bench -- [CARD|builtin] [--batch 1] [--runs 200]
 //! ```
 //!
-//! `--profile` also times each node of tract's optimised plan over the runs (tract's own
-//! evaluation hook, `run_plan_with_eval`) and prints where the time goes, by operator and by node.
+//! Where the time goes inside tract's plan: `examples/onnx_latency.rs --profile`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -18,13 +17,12 @@ use tract_onnx::prelude::*;
 
 fn main() -> anyhow::Result<()> {
     let mut card = "builtin".to_string();
-    let (mut batch, mut runs, mut profile) = (1usize, 200usize, false);
+    let (mut batch, mut runs) = (1usize, 200usize);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--batch" => batch = args.next().unwrap_or_default().parse()?,
             "--runs" => runs = args.next().unwrap_or_default().parse()?,
-            "--profile" => profile = true,
             _ => card = a,
         }
     }
@@ -80,80 +78,6 @@ fn main() -> anyhow::Result<()> {
         flops / batch as f64 / 1e9,
         flops / median / 1e9
     );
-    if profile {
-        print_profile(&classifier, &shape, &input, runs)?;
-    }
-    Ok(())
-}
-
-/// Times every node of the plan over `runs` runs of one image and prints the totals by operator
-/// and the ten slowest nodes, as shares of the whole.
-fn print_profile(
-    classifier: &Classifier,
-    shape: &[usize],
-    input: &[f32],
-    runs: usize,
-) -> anyhow::Result<()> {
-    let plan = classifier.plan();
-    let mut one = shape.to_vec();
-    one[0] = 1;
-    let image = Tensor::from_shape(&one, &input[..one.iter().product::<usize>()])?;
-    let mut by_node: std::collections::HashMap<usize, Duration> = Default::default();
-    let mut state = plan.spawn()?;
-    let mut whole = Duration::ZERO;
-    for _ in 0..runs {
-        let start = Instant::now();
-        state.run_plan_with_eval(
-            tvec!(image.clone().into()),
-            |ctx, op_state, node, inputs| {
-                let t = Instant::now();
-                let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
-                *by_node.entry(node.id).or_default() += t.elapsed();
-                out
-            },
-        )?;
-        whole += start.elapsed();
-    }
-    let model = plan.model();
-    let mut by_op: std::collections::BTreeMap<String, (Duration, usize)> = Default::default();
-    for (&id, &t) in &by_node {
-        let e = by_op
-            .entry(model.node(id).op.name().to_string())
-            .or_default();
-        e.0 += t;
-        e.1 += 1;
-    }
-    let per_run = |t: Duration| t.as_secs_f64() * 1e3 / runs as f64;
-    let in_nodes: Duration = by_node.values().sum();
-    println!(
-        "profile: {:.3} ms per run, {:.3} ms of it in {} nodes (the rest: the plan's own work)",
-        per_run(whole),
-        per_run(in_nodes),
-        by_node.len()
-    );
-    let mut ops: Vec<_> = by_op.into_iter().collect();
-    ops.sort_by_key(|op| std::cmp::Reverse(op.1 .0));
-    for (op, (t, n)) in ops {
-        println!(
-            "  {op:<24} {n:>4} nodes  {:>7.3} ms  {:>5.1} %",
-            per_run(t),
-            100.0 * t.as_secs_f64() / whole.as_secs_f64()
-        );
-    }
-    let mut nodes: Vec<_> = by_node.into_iter().collect();
-    nodes.sort_by_key(|n| std::cmp::Reverse(n.1));
-    println!("  slowest nodes:");
-    for (id, t) in nodes.into_iter().take(10) {
-        let node = model.node(id);
-        let out = model.outlet_fact(OutletId::new(id, 0))?;
-        println!(
-            "    {:>7.3} ms  {} ({}) -> {:?}",
-            per_run(t),
-            node.name,
-            node.op.name(),
-            out.shape
-        );
-    }
     Ok(())
 }
 

@@ -4,8 +4,11 @@
 //! are compared operator by operator on the same file.
 //!
 //! ```sh
-//! cargo run --release --example onnx_latency -- MODEL.onnx 1x8x62x62 [--runs 500]
+//! cargo run --release --example onnx_latency -- MODEL.onnx 1x8x62x62 [--runs 500] [--profile]
 //! ```
+//!
+//! `--profile` also times each node of the optimised plan over the runs (tract's own evaluation
+//! hook, `run_plan_with_eval`) and prints where the time goes, by operator and the slowest nodes.
 
 use std::time::{Duration, Instant};
 
@@ -24,10 +27,12 @@ fn main() -> anyhow::Result<()> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .context("SHAPE is numbers joined by x")?;
-    let mut runs = 500usize;
+    let (mut runs, mut profile) = (500usize, false);
     while let Some(a) = args.next() {
-        if a == "--runs" {
-            runs = args.next().unwrap_or_default().parse()?;
+        match a.as_str() {
+            "--runs" => runs = args.next().unwrap_or_default().parse()?,
+            "--profile" => profile = true,
+            other => anyhow::bail!("unknown argument {other}"),
         }
     }
     let plan = tract_onnx::onnx()
@@ -60,5 +65,74 @@ fn main() -> anyhow::Result<()> {
             .join("x"),
         times[runs / 2].as_secs_f64() * 1e3
     );
+    if profile {
+        print_profile(&plan, &input, runs)?;
+    }
+    Ok(())
+}
+
+/// Times every node of the plan over `runs` runs of `image` and prints the totals by operator
+/// and the ten slowest nodes, as shares of the whole.
+fn print_profile(
+    plan: &Arc<TypedRunnableModel>,
+    image: &Tensor,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let mut by_node: std::collections::HashMap<usize, Duration> = Default::default();
+    let mut state = plan.spawn()?;
+    let mut whole = Duration::ZERO;
+    for _ in 0..runs {
+        let start = Instant::now();
+        state.run_plan_with_eval(
+            tvec!(image.clone().into()),
+            |ctx, op_state, node, inputs| {
+                let t = Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                *by_node.entry(node.id).or_default() += t.elapsed();
+                out
+            },
+        )?;
+        whole += start.elapsed();
+    }
+    let model = plan.model();
+    let mut by_op: std::collections::BTreeMap<String, (Duration, usize)> = Default::default();
+    for (&id, &t) in &by_node {
+        let e = by_op
+            .entry(model.node(id).op.name().to_string())
+            .or_default();
+        e.0 += t;
+        e.1 += 1;
+    }
+    let per_run = |t: Duration| t.as_secs_f64() * 1e3 / runs as f64;
+    let in_nodes: Duration = by_node.values().sum();
+    println!(
+        "profile: {:.3} ms per run, {:.3} ms of it in {} nodes (the rest: the plan's own work)",
+        per_run(whole),
+        per_run(in_nodes),
+        by_node.len()
+    );
+    let mut ops: Vec<_> = by_op.into_iter().collect();
+    ops.sort_by_key(|op| std::cmp::Reverse(op.1 .0));
+    for (op, (t, n)) in ops {
+        println!(
+            "  {op:<24} {n:>4} nodes  {:>7.3} ms  {:>5.1} %",
+            per_run(t),
+            100.0 * t.as_secs_f64() / whole.as_secs_f64()
+        );
+    }
+    let mut nodes: Vec<_> = by_node.into_iter().collect();
+    nodes.sort_by_key(|n| std::cmp::Reverse(n.1));
+    println!("  slowest nodes:");
+    for (id, t) in nodes.into_iter().take(10) {
+        let node = model.node(id);
+        let out = model.outlet_fact(OutletId::new(id, 0))?;
+        println!(
+            "    {:>7.3} ms  {} ({}) -> {:?}",
+            per_run(t),
+            node.name,
+            node.op.name(),
+            out.shape
+        );
+    }
     Ok(())
 }

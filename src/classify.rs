@@ -327,12 +327,6 @@ impl Classifier {
         })
     }
 
-    /// The optimised tract plan for one image, for profiling (`examples/classify_bench.rs
-    /// --profile`).
-    pub fn plan(&self) -> &Arc<TypedRunnableModel> {
-        &self.plan
-    }
-
     /// The model's card.
     pub fn card(&self) -> &ModelCard {
         &self.card
