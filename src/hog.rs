@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use image::RgbImage;
 
-use crate::checksum::sha256_hex;
+use crate::checksum::{check_known, sha256_hex};
 use crate::detect::FaceBox;
 use crate::error::{Error, Result};
 
@@ -65,15 +65,9 @@ impl HogDetector {
     /// # Errors
     /// [`Error::Checksum`] or [`Error::ModelLoad`]: only a broken build can fail here.
     pub fn builtin() -> Result<Self> {
-        let actual = sha256_hex(BUILTIN);
-        if actual != HOG_SHA256 {
-            return Err(Error::Checksum {
-                path: BUILTIN_NAME.into(),
-                expected: HOG_SHA256.to_string(),
-                actual,
-            });
-        }
-        Self::from_bytes(BUILTIN, Path::new(BUILTIN_NAME))
+        let name = Path::new(BUILTIN_NAME);
+        check_known(name, &sha256_hex(BUILTIN), HOG_SHA256, true)?;
+        Self::from_bytes(BUILTIN, name)
     }
 
     /// A detector from dlib-serialised bytes; `name` is only used in messages.

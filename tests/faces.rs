@@ -105,14 +105,12 @@ fn landmarks_are_dlibs_own_predictors() {
     // edge-fer runs dlib's model file in Rust (src/shape_predictor); dlib's own predictor, on the
     // same photos and boxes, is the reference: the detected box, boxes shifted and resized
     // around it, and one half outside the frame.
-    use dlib_face_recognition::{ImageMatrix, LandmarkPredictor, LandmarkPredictorTrait};
+    use dlib_face_recognition::{LandmarkPredictor, LandmarkPredictorTrait};
     let dlib = LandmarkPredictor::open(edge_fer::detect::DEFAULT_LANDMARKS_MODEL).unwrap();
     let (mut points, mut same) = (0usize, 0usize);
     for name in PORTRAITS {
         let img = decode_image(&fixture(name)).unwrap();
-        let (w, h) = img.dimensions();
-        // SAFETY: a packed RGB8 buffer of w * h * 3 bytes, copied by the call.
-        let matrix = unsafe { ImageMatrix::new(w as usize, h as usize, img.as_raw().as_ptr()) };
+        let matrix = dlib_copy(&img);
         let found = with_finder(|f| f.find(&img)).remove(0).bbox;
         let side = found.right - found.left;
         let mut boxes = vec![found];
@@ -192,15 +190,13 @@ fn a_damaged_landmark_model_is_refused_naming_the_file() {
 fn hog_boxes_are_dlibs_own() {
     // edge-fer builds dlib's HOG detector from the shipped bytes (src/hog.rs); the crate's
     // FaceDetector (dlib's own constructor) on the same photos is the reference.
-    use dlib_face_recognition::{FaceDetector, FaceDetectorTrait, ImageMatrix};
+    use dlib_face_recognition::{FaceDetector, FaceDetectorTrait};
     let dlib = FaceDetector::new();
     let ours = edge_fer::hog::HogDetector::builtin().unwrap();
     let mut faces = 0;
     for name in PORTRAITS.iter().chain([&LANDSCAPE]) {
         let img = decode_image(&fixture(name)).unwrap();
-        let (w, h) = img.dimensions();
-        // SAFETY: a packed RGB8 buffer of w * h * 3 bytes, copied by the call.
-        let matrix = unsafe { ImageMatrix::new(w as usize, h as usize, img.as_raw().as_ptr()) };
+        let matrix = dlib_copy(&img);
         let theirs: Vec<FaceBox> = dlib
             .face_locations(&matrix)
             .iter()
@@ -233,4 +229,13 @@ fn the_shipped_hog_detector_is_a_fresh_export_of_dlibs() {
         edge_fer::checksum::sha256_hex(&shipped),
         edge_fer::hog::HOG_SHA256
     );
+}
+
+/// `img` in dlib's image type, for the tests that run dlib's own code as the reference.
+fn dlib_copy(img: &image::RgbImage) -> dlib_face_recognition::ImageMatrix {
+    let (w, h) = img.dimensions();
+    // SAFETY: a packed RGB8 buffer of w * h * 3 bytes, copied by the call.
+    unsafe {
+        dlib_face_recognition::ImageMatrix::new(w as usize, h as usize, img.as_raw().as_ptr())
+    }
 }

@@ -18,7 +18,7 @@ use tract_onnx::prelude::*;
 
 pub use self::anchors::AnchorGrid;
 pub use self::decode::{decode, weighted_nms, DecodeOptions, Detection, KEYPOINTS};
-use crate::checksum::sha256_hex;
+use crate::checksum::{check_known, sha256_hex};
 use crate::error::{Error, Result};
 
 /// The shipped model's ONNX bytes, compiled into the binary (420 KB).
@@ -62,14 +62,7 @@ impl BlazeFace {
     /// [`BlazeFace::from_bytes`]; only a broken build can fail here.
     pub fn builtin() -> Result<Self> {
         let path = Path::new(BUILTIN_PATH);
-        let actual = sha256_hex(BUILTIN_ONNX);
-        if actual != SHA256 {
-            return Err(Error::Checksum {
-                path: path.to_path_buf(),
-                expected: SHA256.to_string(),
-                actual,
-            });
-        }
+        check_known(path, &sha256_hex(BUILTIN_ONNX), SHA256, true)?;
         Self::from_bytes(BUILTIN_ONNX, path)
     }
 
@@ -91,14 +84,7 @@ impl BlazeFace {
         }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let detector = Self::from_bytes(&bytes, path)?;
-        let actual = sha256_hex(&bytes);
-        if actual != SHA256 {
-            tracing::warn!(
-                path = %path.display(),
-                sha256 = %actual,
-                "BlazeFace model is not the shipped one; using it because it was named explicitly"
-            );
-        }
+        check_known(path, &sha256_hex(&bytes), SHA256, false)?;
         Ok(detector)
     }
 

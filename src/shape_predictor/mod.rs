@@ -92,10 +92,7 @@ impl ShapePredictor {
             .finish()
             .map_err(|e| Error::io(path, e))?;
         check_known(path, &actual, expected_sha256, strict)?;
-        parsed.map_err(|e| Error::ModelLoad {
-            path: path.to_path_buf(),
-            reason: format!("not a dlib 68-point shape predictor: {e}"),
-        })
+        parsed.map_err(|e| not_a_predictor(path, e))
     }
 
     /// Reads a model from `bytes` (no checksum): for tests and embedded copies.
@@ -103,11 +100,7 @@ impl ShapePredictor {
     /// # Errors
     /// [`Error::ModelLoad`], with `name` as the path, where the bytes are not a 68-point model.
     pub fn from_reader(bytes: impl Read, name: &Path) -> Result<Self> {
-        let mut reader = DlibReader::new(bytes);
-        Self::parse(&mut reader).map_err(|e| Error::ModelLoad {
-            path: name.to_path_buf(),
-            reason: format!("not a dlib 68-point shape predictor: {e}"),
-        })
+        Self::parse(&mut DlibReader::new(bytes)).map_err(|e| not_a_predictor(name, e))
     }
 
     /// dlib's `deserialize(shape_predictor&)`: a version, the mean shape, the forests, then each
@@ -120,18 +113,15 @@ impl ShapePredictor {
             return fail(at, format!("version {version}, expected 1"));
         }
         let at = r.offset();
-        let rows = {
-            // The mean shape's length says how many points the model has; name it in the error.
-            let mut probe = r.signed(8)?.unsigned_abs();
-            if probe != SHAPE_LEN as u64 {
-                probe /= 2;
-                return fail(
-                    at,
-                    format!("the model has {probe} points; edge-fer needs 68"),
-                );
-            }
-            probe
-        };
+        // The mean shape's length says how many points the model has; name it in the error.
+        let rows = r.signed(8)?.unsigned_abs();
+        if rows != SHAPE_LEN as u64 {
+            let points = rows / 2;
+            return fail(
+                at,
+                format!("the model has {points} points; edge-fer needs 68"),
+            );
+        }
         let cols = r.signed(8)?.unsigned_abs();
         if cols != 1 {
             return fail(
@@ -256,6 +246,14 @@ impl ShapePredictor {
             *p = to_frame.apply(xy[0], xy[1]).map(|v| v as f32);
         }
         Landmarks(points)
+    }
+}
+
+/// Where a file's bytes stop being a 68-point shape predictor, as the library's error.
+fn not_a_predictor(path: &Path, e: FormatError) -> Error {
+    Error::ModelLoad {
+        path: path.to_path_buf(),
+        reason: format!("not a dlib 68-point shape predictor: {e}"),
     }
 }
 
