@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let path = args
         .next()
-        .context("usage: onnx_latency MODEL.onnx SHAPE [--runs N]")?;
+        .context("usage: onnx_latency MODEL.onnx SHAPE [--runs N] [--profile]")?;
     let shape: Vec<usize> = args
         .next()
         .context("missing SHAPE (like 1x8x62x62)")?
