@@ -3,7 +3,7 @@
 //! the CPU's peak. onnxruntime's figure for the same file comes from benches/peers/peers.py.
 //!
 //! ```sh
-//! cargo run --release --example classify_bench -- [CARD|builtin] [--batch 1] [--runs 200]
+//! cargo run --release --example classify_bench -- [CARD|builtin] [--batch 1] [--runs 200] [--threads N]
 //! ```
 //!
 //! Where the time goes inside tract's plan: `examples/onnx_latency.rs --profile`.
@@ -13,16 +13,16 @@ use std::time::{Duration, Instant};
 
 use edge_fer::model_card::Layout;
 use edge_fer::Classifier;
-use tract_onnx::prelude::*;
 
 fn main() -> anyhow::Result<()> {
     let mut card = "builtin".to_string();
-    let (mut batch, mut runs) = (1usize, 200usize);
+    let (mut batch, mut runs, mut threads) = (1usize, 200usize, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--batch" => batch = args.next().unwrap_or_default().parse()?,
             "--runs" => runs = args.next().unwrap_or_default().parse()?,
+            "--threads" => threads = Some(args.next().unwrap_or_default().parse()?),
             _ => card = a,
         }
     }
@@ -30,7 +30,8 @@ fn main() -> anyhow::Result<()> {
         Classifier::builtin()?
     } else {
         Classifier::load(&PathBuf::from(&card))?
-    };
+    }
+    .with_threads(threads)?;
     let spec = &classifier.card().input;
     let (h, w, c) = (
         spec.height as usize,
@@ -66,12 +67,13 @@ fn main() -> anyhow::Result<()> {
     let median = times[runs / 2].as_secs_f64();
     let p95 = times[(runs * 95 / 100).min(runs - 1)].as_secs_f64();
 
-    let fma = multiply_adds(&classifier, &shape)?;
+    let fma = classifier.multiply_adds() * batch as u64;
     let flops = 2.0 * fma as f64; // one multiply-add = 2 floating-point operations
     println!(
-        "tract: {} batch {batch}, {h}x{w}x{c}: median {:.3} ms (p95 {:.3}), {:.1} images/s; \
+        "tract: {} batch {batch}, {h}x{w}x{c}, {} thread(s): median {:.3} ms (p95 {:.3}), {:.1} images/s; \
          {:.3} GFLOP per image; achieved {:.1} GFLOP/s",
         classifier.card().name,
+        classifier.threads(),
         median * 1e3,
         p95 * 1e3,
         batch as f64 / median,
@@ -79,39 +81,4 @@ fn main() -> anyhow::Result<()> {
         flops / median / 1e9
     );
     Ok(())
-}
-
-/// Multiply-adds of one run at this input shape, summed over the graph's nodes as tract counts
-/// them.
-fn multiply_adds(classifier: &Classifier, shape: &[usize]) -> anyhow::Result<u64> {
-    let card = classifier.card();
-    let path = card.model_path(classifier.card_path());
-    let onnx = if path.is_file() {
-        std::fs::read(&path)?
-    } else {
-        edge_fer::classify::BUILTIN_ONNX.to_vec()
-    };
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])?
-        .with_input_fact(0, f32::fact(shape).into())?
-        .into_typed()?
-        .into_decluttered()?;
-    let mut total = 0u64;
-    for node in model.nodes() {
-        let inputs: Vec<TypedFact> = node
-            .inputs
-            .iter()
-            .map(|o| model.outlet_fact(*o).cloned())
-            .collect::<TractResult<_>>()?;
-        let refs: Vec<&TypedFact> = inputs.iter().collect();
-        for (cost, count) in node.op.cost(&refs)? {
-            if matches!(cost, tract_onnx::tract_core::ops::Cost::FMA(_)) {
-                total += count
-                    .as_i64()
-                    .ok_or_else(|| anyhow::anyhow!("symbolic cost {count}"))?
-                    as u64;
-            }
-        }
-    }
-    Ok(total)
 }

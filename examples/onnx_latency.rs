@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::prelude::multithread::Executor;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -27,10 +28,11 @@ fn main() -> anyhow::Result<()> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .context("SHAPE is numbers joined by x")?;
-    let (mut runs, mut profile) = (500usize, false);
+    let (mut runs, mut profile, mut threads) = (500usize, false, 1usize);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().unwrap_or_default().parse()?,
+            "--threads" => threads = args.next().unwrap_or_default().parse()?,
             "--profile" => profile = true,
             other => anyhow::bail!("unknown argument {other}"),
         }
@@ -42,7 +44,10 @@ fn main() -> anyhow::Result<()> {
         .into_typed()?
         .into_decluttered()?
         .into_optimized()?
-        .into_runnable()?;
+        .into_runnable_with_options(&RunOptions {
+            executor: (threads > 1).then(|| Executor::multithread(threads)),
+            ..RunOptions::default()
+        })?;
     let input = Tensor::from_shape(&shape, &vec![0.5f32; shape.iter().product()])?;
     let mut state = plan.spawn()?;
     for _ in 0..20 {

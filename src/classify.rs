@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use image::RgbImage;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::{Cost, SimplePlan};
+use tract_onnx::tract_core::prelude::multithread::Executor;
 use tract_onnx::tract_hir::infer::GenericFactoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
@@ -156,7 +158,15 @@ pub struct Classifier {
     /// also beats fixed batches of 2 and 4 per face (BENCHMARKS.md, "Classifier alone"), so a
     /// frame's faces run one after the other on it.
     plan: Arc<TypedRunnableModel>,
+    /// Multiply-adds of one image, from tract's cost model of the batch-1 graph.
+    multiply_adds: u64,
+    threads: usize,
 }
+
+/// From this many multiply-adds per image more threads pay for themselves: a ResNet-18 (1.8 G) ran
+/// 1.6-1.9x faster on two threads than on one, the built-in mini-Xception (10.5 M) 10 % slower,
+/// its matrix products too small to share out (BENCHMARKS.md, "Classifier threads").
+pub const THREADS_FROM_MULTIPLY_ADDS: u64 = 500_000_000;
 
 impl Classifier {
     /// Loads the model described by the card at `card_path` (the ONNX file sits beside it).
@@ -315,16 +325,66 @@ impl Classifier {
             ));
         }
         let one = HashMap::from([(batch, 1.to_dim())]);
-        let plan = typed
-            .set_symbols(&one)
-            .and_then(|m| m.into_optimized())
+        let single = typed.set_symbols(&one).map_err(load_err)?;
+        let multiply_adds = multiply_adds(&single).map_err(load_err)?;
+        let plan = single
+            .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(load_err)?;
-        Ok(Classifier {
+        let mut classifier = Classifier {
             card,
             card_path: card_path.to_path_buf(),
             plan,
-        })
+            multiply_adds,
+            threads: 1,
+        };
+        classifier.set_threads(None).map_err(load_err)?;
+        Ok(classifier)
+    }
+
+    /// Runs each face on `threads` threads (tract's matrix products on a pool of their own), or,
+    /// with `None`, on all cores when the model is large enough for that to pay
+    /// ([`THREADS_FROM_MULTIPLY_ADDS`]) and on one otherwise. The optimised plan is kept; only its
+    /// executor changes.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for 0 threads or if the thread pool cannot be started.
+    pub fn with_threads(mut self, threads: Option<usize>) -> Result<Self> {
+        if threads == Some(0) {
+            return Err(Error::Invalid(
+                "the classifier needs at least 1 thread".into(),
+            ));
+        }
+        self.set_threads(threads)
+            .map_err(|e| Error::Invalid(format!("classifier threads: {e:#}")))?;
+        Ok(self)
+    }
+
+    fn set_threads(&mut self, threads: Option<usize>) -> TractResult<()> {
+        let threads = threads.unwrap_or_else(|| {
+            if self.multiply_adds >= THREADS_FROM_MULTIPLY_ADDS {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                1
+            }
+        });
+        let options = RunOptions {
+            executor: (threads > 1).then(|| Executor::multithread_with_name(threads, "classify")),
+            ..RunOptions::default()
+        };
+        self.plan = SimplePlan::new_with_options(self.plan.model().clone(), &options)?;
+        self.threads = threads;
+        Ok(())
+    }
+
+    /// How many threads each face runs on.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Multiply-adds of one image (tract's cost model).
+    pub fn multiply_adds(&self) -> u64 {
+        self.multiply_adds
     }
 
     /// The model's card.
@@ -397,6 +457,20 @@ impl Classifier {
         }
         Ok(values)
     }
+}
+
+/// The multiply-adds of one run of `model` (every node's cost as tract counts it).
+fn multiply_adds(model: &TypedModel) -> TractResult<u64> {
+    let mut total = 0u64;
+    for node in model.nodes() {
+        let inputs = model.node_input_facts(node.id)?;
+        for (cost, count) in node.op.cost(&inputs)? {
+            if matches!(cost, Cost::FMA(_)) {
+                total += count.to_usize().unwrap_or(0) as u64;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// The input tensor's dimensions for one image, batch first (set to 1).
@@ -515,6 +589,28 @@ mod tests {
             assert!((p.0.iter().sum::<f32>() - 1.0).abs() < 1e-4);
             assert_eq!(p, &probs[0]);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn threads_follow_the_model_size_and_give_the_same_answer() -> Result<()> {
+        let one = Classifier::builtin()?;
+        // The built-in model is far below the size where a second thread pays.
+        assert!(one.multiply_adds() > 1_000_000, "{}", one.multiply_adds());
+        assert!(one.multiply_adds() < THREADS_FROM_MULTIPLY_ADDS);
+        assert_eq!(one.threads(), 1);
+        let two = one.clone().with_threads(Some(2))?;
+        assert_eq!(two.threads(), 2);
+        // A face-like gradient, so every channel carries something.
+        let crop = RgbImage::from_fn(64, 64, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 4) as u8, 90])
+        });
+        let faces = [AlignedFace(crop)];
+        let (a, b) = (one.classify(&faces)?, two.classify(&faces)?);
+        for (p, q) in a[0].0.iter().zip(&b[0].0) {
+            assert!((p - q).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+        assert!(matches!(one.with_threads(Some(0)), Err(Error::Invalid(_))));
         Ok(())
     }
 }

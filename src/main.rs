@@ -51,6 +51,12 @@ struct Cli {
     #[arg(long, value_name = "CARD")]
     model: Option<PathBuf>,
 
+    /// Threads each face's classification runs on. Default: all cores for a large model (from
+    /// 0.5 G multiply-adds per face, e.g. a ResNet-18 export), 1 for a small one (the built-in
+    /// model, which more threads only slow down).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    classifier_threads: Option<u32>,
+
     /// The images are already aligned face crops (e.g. RAF-DB's aligned set, `train prepare`'s
     /// crops): classify each whole image as one face, without detection.
     #[arg(long, conflicts_with = "camera")]
@@ -294,11 +300,14 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 
     // The classifier's plan is optimised while the face models load (BENCHMARKS.md, "start-up").
     let (classifier, finder) = std::thread::scope(|scope| {
-        let classifier = scope.spawn(|| match &cli.model {
-            Some(card) => {
-                Classifier::load(card).with_context(|| format!("loading model {}", card.display()))
-            }
-            None => Classifier::builtin().context("loading the built-in model"),
+        let classifier = scope.spawn(|| {
+            match &cli.model {
+                Some(card) => Classifier::load(card)
+                    .with_context(|| format!("loading model {}", card.display())),
+                None => Classifier::builtin().context("loading the built-in model"),
+            }?
+            .with_threads(cli.classifier_threads.map(|n| n as usize))
+            .context("--classifier-threads")
         });
         let finder = if cli.aligned {
             Ok(None)
@@ -322,6 +331,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     tracing::info!(
         source = %source.describe(),
         model = %classifier.card().name,
+        classifier_threads = classifier.threads(),
         "starting"
     );
 
