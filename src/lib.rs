@@ -20,6 +20,7 @@ pub mod hog;
 pub mod model_card;
 pub mod output;
 pub mod pipeline;
+pub mod pose;
 pub mod serve;
 pub mod shape_predictor;
 pub mod stats;

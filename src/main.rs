@@ -16,6 +16,7 @@ use edge_fer::capture::{
 use edge_fer::detect::{DetectorChoice, DEFAULT_LANDMARKS_MODEL, LANDMARKS_MODEL_ENV};
 use edge_fer::output::Format;
 use edge_fer::pipeline::{self, PipelineConfig};
+use edge_fer::pose::{Attention, PoseConfig};
 use edge_fer::serve::{Hub, Server};
 use edge_fer::track::TrackConfig;
 use edge_fer::{Classifier, FaceFinder, FaceFinderConfig, FrameSource};
@@ -116,6 +117,21 @@ struct Cli {
     /// (0, 1]; 1 turns smoothing off. Default: 0.5 for a camera, 1 for files.
     #[arg(long, value_name = "A", value_parser = parse_smoothing)]
     smooth: Option<f32>,
+
+    /// Head pose: the camera's focal length in pixels at the frame's size. Default: the frame's
+    /// width (a horizontal field of view of about 53 degrees, an ordinary webcam's).
+    #[arg(long, value_name = "PX", value_parser = parse_focal, allow_hyphen_values = true)]
+    focal_length: Option<f64>,
+
+    /// Attention: a face is `looking` when its head points within DEG degrees of the screen.
+    #[arg(long, value_name = "DEG", default_value_t = Attention::default().cone, value_parser = parse_cone, allow_hyphen_values = true)]
+    attention_cone: f32,
+
+    /// Attention: the head pitch, relative to the line to the camera, of someone facing the
+    /// middle of the screen. Negative when the camera is above the screen (e.g. -15), positive
+    /// when below.
+    #[arg(long, value_name = "DEG", default_value_t = Attention::default().pitch_offset, value_parser = parse_pitch_offset, allow_hyphen_values = true)]
+    attention_pitch: f32,
 
     /// Print each stage's latency (median/p95/max) and the dropped frames to stderr every SECS
     /// seconds and on exit. SIGUSR1 prints them at any time.
@@ -226,6 +242,41 @@ fn parse_smoothing(text: &str) -> Result<f32, String> {
         Ok(a) if a > 0.0 && a <= 1.0 => Ok(a),
         _ => Err(format!("{text:?} is not a weight in (0, 1]")),
     }
+}
+
+fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a number"))
+}
+
+fn parse_focal(text: &str) -> Result<f64, String> {
+    let focal = parse_number(text)?;
+    PoseConfig {
+        focal: Some(focal),
+        ..PoseConfig::default()
+    }
+    .validate()
+    .map(|()| focal)
+}
+
+fn parse_cone(text: &str) -> Result<f32, String> {
+    let cone = parse_number(text)?;
+    Attention {
+        cone,
+        ..Attention::default()
+    }
+    .validate()
+    .map(|()| cone)
+}
+
+fn parse_pitch_offset(text: &str) -> Result<f32, String> {
+    let pitch_offset = parse_number(text)?;
+    Attention {
+        pitch_offset,
+        ..Attention::default()
+    }
+    .validate()
+    .map(|()| pitch_offset)
 }
 
 /// Exit status when the camera was lost and --exit-on-camera-loss was given.
@@ -361,6 +412,13 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         stats_every: cli.stats.map(Duration::from_secs),
         stats_now: report_on_sigusr1()?,
         publish: cli.serve.map(|_| Hub::new(15)),
+        pose: PoseConfig {
+            focal: cli.focal_length,
+            attention: Attention {
+                cone: cli.attention_cone,
+                pitch_offset: cli.attention_pitch,
+            },
+        },
     };
     // Bound before the run starts, so a taken port is reported at once.
     let server = match (cli.serve, &config.publish) {

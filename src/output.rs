@@ -8,6 +8,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::detect::{FaceBox, Landmarks};
+use crate::pose::Pose;
 
 /// What the pipeline found in one frame: faces, or the error that stopped the frame.
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +46,13 @@ pub struct FaceResult {
     /// The 68 landmarks, `[x, y]` in frame pixels (absent with `--aligned`: nothing is detected).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub landmarks: Option<Landmarks>,
+    /// Head pose, degrees (absent with `--aligned`, or when the fit fails; signs in README.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pose: Option<Pose>,
+    /// Whether the head is turned towards the screen, within the attention cone (absent with
+    /// `pose`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub looking: Option<bool>,
     /// The most probable label.
     pub label: String,
     /// Its probability.

@@ -21,6 +21,7 @@ use crate::classify::{AlignedFace, Classifier};
 use crate::detect::{FaceBox, FaceFinder, Landmarks};
 use crate::error::{Error, Result};
 use crate::output::{write_result, FaceResult, Format, FrameResult};
+use crate::pose::PoseConfig;
 use crate::serve::Hub;
 use crate::stats::PipelineTimes;
 use crate::track::{Smoother, TrackConfig, TrackedFace, Tracker};
@@ -50,6 +51,8 @@ pub struct PipelineConfig {
     pub stats_now: Arc<AtomicBool>,
     /// Also publish every result (and, while someone watches, its frame) to the web view.
     pub publish: Option<Hub>,
+    /// How each face's head pose is fitted and whether it looks at the screen.
+    pub pose: PoseConfig,
 }
 
 /// What a run did.
@@ -116,11 +119,12 @@ pub fn run(
     let detect = spawn("detect", move || {
         detect_stage(finder.as_ref(), track, &times, capture_rx, detect_tx)
     })?;
-    let (times, smoothing) = (Arc::clone(&config.times), config.smoothing);
+    let (times, smoothing, pose) = (Arc::clone(&config.times), config.smoothing, config.pose);
     let hub = config.publish.clone();
     let classify = spawn("classify", move || {
         classify_stage(
             &classifier,
+            &pose,
             smoothing,
             hub.as_ref(),
             &times,
@@ -239,6 +243,7 @@ fn detect_stage(
 
 fn classify_stage(
     classifier: &Classifier,
+    pose: &PoseConfig,
     smoothing: Option<f32>,
     hub: Option<&Hub>,
     times: &PipelineTimes,
@@ -251,7 +256,7 @@ fn classify_stage(
             Ok(detected) => {
                 let result = times
                     .classify
-                    .time(|| classify_frame(classifier, &detected, smoother.as_mut()));
+                    .time(|| classify_frame(classifier, pose, &detected, smoother.as_mut()));
                 // The frame itself is done with here: hand its pixels on rather than copy them.
                 let pixels = hub
                     .is_some_and(Hub::wants_frame)
@@ -283,12 +288,18 @@ pub fn process_frame(
     frame: Frame,
 ) -> FrameResult {
     let faces = finder.map(|f| Tracker::new(TrackConfig::default()).update(f, &frame.rgb).0);
-    classify_frame(classifier, &Detected { frame, faces }, None)
+    classify_frame(
+        classifier,
+        &PoseConfig::default(),
+        &Detected { frame, faces },
+        None,
+    )
 }
 
 /// Aligns and classifies one frame's faces in one batch; smooths tracked faces' probabilities.
 fn classify_frame(
     classifier: &Classifier,
+    pose: &PoseConfig,
     detected: &Detected,
     smoother: Option<&mut Smoother>,
 ) -> FrameResult {
@@ -345,10 +356,15 @@ fn classify_frame(
         .zip(probs)
         .map(|((bbox, landmarks, track), p)| {
             let best = p.argmax();
+            let judged = landmarks
+                .as_ref()
+                .and_then(|l| pose.judge(l, frame.rgb.width(), frame.rgb.height()));
             FaceResult {
                 bbox,
                 track,
                 landmarks,
+                pose: judged.map(|j| j.0),
+                looking: judged.map(|j| j.1),
                 label: card.labels[best].clone(),
                 score: p.0[best],
                 probs: card

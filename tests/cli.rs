@@ -27,6 +27,14 @@ fn check_frame_schema(v: &serde_json::Value) {
         assert!(lm.iter().all(|p| p
             .as_array()
             .is_some_and(|xy| xy.len() == 2 && xy.iter().all(|c| c.is_number()))));
+        let pose = &face["pose"];
+        for k in ["yaw", "pitch", "roll"] {
+            let angle = pose[k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("pose.{k}: {face}"));
+            assert!((-180.0..=180.0).contains(&angle), "pose.{k}: {face}");
+        }
+        assert!(face["looking"].is_boolean(), "{face}");
         let probs = face["probs"].as_object().unwrap();
         let keys: Vec<&str> = probs.keys().map(String::as_str).collect();
         assert_eq!(keys, LABELS, "probs keyed by the card's labels, in order");
@@ -464,4 +472,57 @@ fn aligned_mode_classifies_each_whole_image_without_detection() {
     // A camera is not a source of aligned crops.
     let out = edge_fer(&["--aligned", "--camera", "0"]);
     assert_eq!(out.status.code(), Some(2), "clap usage error");
+}
+
+#[test]
+fn attention_settings_out_of_range_are_refused_naming_the_flag() {
+    let image = fixture(PORTRAITS[0]);
+    let image = image.to_str().unwrap();
+    for (flag, value, says) in [
+        (
+            "--attention-cone",
+            "0",
+            "attention cone 0 degrees is out of range",
+        ),
+        (
+            "--attention-cone",
+            "120",
+            "out of range: give a half-angle in (0, 90]",
+        ),
+        (
+            "--attention-pitch",
+            "-75",
+            "attention pitch offset -75 degrees is out of range",
+        ),
+        (
+            "--focal-length",
+            "-3",
+            "focal length -3 pixels is out of range",
+        ),
+        ("--attention-cone", "wide", "\"wide\" is not a number"),
+    ] {
+        let out = edge_fer(&["--image", image, flag, value]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{flag} {value}: {}",
+            stderr(&out)
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains(flag) && err.contains(says),
+            "{flag} {value}: {err}"
+        );
+    }
+    // A narrow cone with the camera far above the screen: the frontal portrait is not looking.
+    let out = edge_fer(&[
+        "--image",
+        image,
+        "--attention-cone",
+        "10",
+        "--attention-pitch",
+        "-40",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&out)[0]["faces"][0]["looking"], false);
 }

@@ -7,6 +7,7 @@
 //! - `model`: the shipped model under tract against its onnxruntime reference, and card checks.
 //! - `pipeline`: the threaded pipeline with a stand-in live camera and with files.
 //! - `camera_loss`: a stand-in camera that disappears and returns, through the real pipeline.
+//! - `pose`: head pose from dlib's landmarks on the fixture portraits and their mirror images.
 //! - `track`: following a moving face between detections; track ids and stats in the CLI.
 //! - `cli`: the built `edge-fer` binary end to end: output schema, formats, bad input.
 
@@ -18,5 +19,6 @@ mod fuzz_corpus;
 mod kiosk;
 mod model;
 mod pipeline;
+mod pose;
 mod track;
 mod util;
