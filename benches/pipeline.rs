@@ -122,6 +122,7 @@ fn main() {
             TrackConfig {
                 detect_every: 5,
                 detect_width: 480,
+                end_ghosts: true,
             },
             Some(0.5),
         ),
@@ -137,6 +138,17 @@ fn main() {
             TrackConfig {
                 detect_every: 5,
                 detect_width: 480,
+                end_ghosts: true,
+            },
+            Some(0.5),
+        ),
+        (
+            "the same without the ghost check (a face's look)",
+            true,
+            TrackConfig {
+                detect_every: 5,
+                detect_width: 480,
+                end_ghosts: false,
             },
             Some(0.5),
         ),

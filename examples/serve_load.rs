@@ -52,6 +52,7 @@ fn main() {
         track: TrackConfig {
             detect_every: 1,
             detect_width: 0,
+            end_ghosts: true,
         },
         ..PipelineConfig::default()
     };

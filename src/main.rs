@@ -403,6 +403,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             } else {
                 0
             }),
+            end_ghosts: true,
         },
         smoothing: cli
             .smooth

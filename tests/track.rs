@@ -1,10 +1,52 @@
 //! Following faces between detections, on a real portrait drifting across 640x480 frames, with
 //! the real dlib models.
 
+use std::sync::{Mutex, OnceLock};
+
+use edge_fer::detect::DetectorChoice;
 use edge_fer::track::{TrackConfig, Tracker};
+use edge_fer::{FaceFinder, FaceFinderConfig};
 use image::RgbImage;
 
-use crate::util::{edge_fer, fixture, json_lines, stderr, with_finder};
+use crate::util::{edge_fer, fixture, json_lines, stderr, with_finder, LANDSCAPE};
+
+/// What a camera runs with by default: BlazeFace, detecting every 5th frame (HOG would detect at
+/// 480 px).
+const CAMERA_DEFAULTS: TrackConfig = TrackConfig {
+    detect_every: 5,
+    detect_width: 480,
+    end_ghosts: true,
+};
+
+fn with_blazeface<T>(f: impl FnOnce(&FaceFinder) -> T) -> T {
+    static FINDER: OnceLock<Mutex<FaceFinder>> = OnceLock::new();
+    let finder = FINDER.get_or_init(|| {
+        Mutex::new(
+            FaceFinder::load(&FaceFinderConfig {
+                detector: DetectorChoice::BlazeFace(None),
+                ..FaceFinderConfig::default()
+            })
+            .expect("loading BlazeFace and the landmarks"),
+        )
+    });
+    let guard = finder.lock().unwrap_or_else(|e| e.into_inner());
+    f(&guard)
+}
+
+/// The landscape photo stretched to 640x480: a wall with texture behind the visitor.
+fn landscape() -> RgbImage {
+    let img = image::open(fixture(LANDSCAPE)).unwrap().to_rgb8();
+    image::imageops::resize(&img, 640, 480, image::imageops::FilterType::Triangle)
+}
+
+/// Frame `i` over `background`: the drifting portrait, or the background alone.
+fn over(background: &RgbImage, portrait: &RgbImage, i: i64, face: bool) -> RgbImage {
+    let mut frame = background.clone();
+    if face {
+        image::imageops::overlay(&mut frame, portrait, 60 + 3 * i, 40 + i);
+    }
+    frame
+}
 
 /// Frame `i` of Grace Hopper's portrait (360 px, face ~190 px) drifting 3 px right and 1 px down
 /// per frame over grey; `None` for the face gives an empty frame (the visitor walked away).
@@ -37,6 +79,7 @@ fn a_moving_face_keeps_its_track_and_its_landmarks_between_detections() {
     let mut tracker = Tracker::new(TrackConfig {
         detect_every: 4,
         detect_width: 480,
+        end_ghosts: true,
     });
     with_finder(|finder| {
         for i in 0..12 {
@@ -72,6 +115,7 @@ fn a_face_that_leaves_is_gone_by_the_next_detection() {
     let mut tracker = Tracker::new(TrackConfig {
         detect_every: 3,
         detect_width: 0,
+        end_ghosts: true,
     });
     with_finder(|finder| {
         assert_eq!(
@@ -88,6 +132,37 @@ fn a_face_that_leaves_is_gone_by_the_next_detection() {
         let (faces, _) = tracker.update(finder, &frame(&portrait, 7, true));
         assert_eq!(faces.len(), 1);
         assert_eq!(faces[0].track, 2);
+    });
+}
+
+#[test]
+fn with_the_camera_defaults_a_face_that_leaves_ends_its_track_within_two_frames() {
+    let portrait = portrait();
+    let grey = RgbImage::from_pixel(640, 480, image::Rgb([90, 90, 90]));
+    let backgrounds = [("grey", grey), ("landscape", landscape())];
+    with_blazeface(|finder| {
+        for (name, background) in &backgrounds {
+            // Leaving at every phase of the detection cycle.
+            for leave in 1..=6 {
+                let mut tracker = Tracker::new(CAMERA_DEFAULTS);
+                for i in 0..leave {
+                    let (faces, _) = tracker.update(finder, &over(background, &portrait, i, true));
+                    assert_eq!(faces.len(), 1, "{name}, frame {i}: the face is there");
+                    assert_eq!(faces[0].track, 1, "{name}, frame {i}");
+                }
+                let after: Vec<usize> = (leave..leave + 4)
+                    .map(|i| {
+                        let frame = over(background, &portrait, i, false);
+                        tracker.update(finder, &frame).0.len()
+                    })
+                    .collect();
+                // The first frame without the face may still show it; the second may not.
+                assert!(
+                    after[1..].iter().all(|&n| n == 0),
+                    "{name}: left at frame {leave}, faces in the frames after: {after:?}"
+                );
+            }
+        }
     });
 }
 

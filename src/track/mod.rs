@@ -5,13 +5,18 @@
 //! in the box predicted from its last landmarks: the shape predictor pulls the points onto the
 //! face where it has moved to. A fresh detection every `detect_every` frames picks up new faces,
 //! drops faces that left, and corrects drift; a follow that looks wrong (the fitted shape jumps
-//! or changes size) asks for a detection at once.
+//! or changes size) asks for a detection at once, and so does one that no longer looks like the
+//! face that was detected ([`Look`]): the face has left and the landmarks sit on the background,
+//! so the track ends on that frame instead of lingering until the next scheduled detection.
+
+mod look;
 
 use std::collections::HashMap;
 
 use image::RgbImage;
 
 use crate::detect::{Face, FaceBox, FaceFinder, Landmarks, StageTimes};
+pub use look::Look;
 
 /// Tracking settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,6 +27,10 @@ pub struct TrackConfig {
     /// Detect on a copy of the frame scaled to this width (0: full resolution); landmarks are
     /// always fitted at full resolution.
     pub detect_width: u32,
+    /// End a followed face's track as soon as it no longer looks like the face detected
+    /// ([`Look`], [`SAME_LOOK`]) rather than at the next detection. On by default; off only to
+    /// measure what the check costs.
+    pub end_ghosts: bool,
 }
 
 impl Default for TrackConfig {
@@ -29,6 +38,7 @@ impl Default for TrackConfig {
         TrackConfig {
             detect_every: 1,
             detect_width: 0,
+            end_ghosts: true,
         }
     }
 }
@@ -44,6 +54,11 @@ pub struct TrackedFace {
     pub detected: bool,
 }
 
+/// A followed face whose look correlates less than this with its look when detected is taken to
+/// have left. Measured (BENCHMARKS.md, "Ghost tracks"): a face followed across frames stays above
+/// 0.8; its landmarks left on a wall or a landscape fall below 0.4.
+pub const SAME_LOOK: f32 = 0.6;
+
 /// A detection box this far from the box predicted from the landmarks (intersection over union)
 /// is taken to be the same face.
 const SAME_FACE_IOU: f32 = 0.3;
@@ -55,6 +70,8 @@ struct Track {
     /// The detector's box relative to the landmarks' extent, measured when last detected:
     /// centre offset (x, y) and size (w, h), each as a fraction of the extent's width/height.
     fit: [f32; 4],
+    /// How the face looked when last detected (`None`: too flat to compare, never checked).
+    look: Option<Look>,
 }
 
 /// Follows faces across frames. One per source; frames must be given in order.
@@ -99,7 +116,7 @@ impl Tracker {
         }
         let (faces, times) = finder.find_downscaled(frame, self.config.detect_width);
         self.since_detect = 0;
-        (self.associate(faces), times)
+        (self.associate(frame, faces), times)
     }
 
     /// Re-fits every track's landmarks in its predicted box; `None` if any looks lost.
@@ -119,6 +136,13 @@ impl Tracker {
             if !plausible(&track.face.landmarks, &landmarks) {
                 return None;
             }
+            if let Some(reference) = track.look.as_ref().filter(|_| self.config.end_ghosts) {
+                let same = Look::of(frame, &landmarks).map_or(0.0, |l| l.similarity(reference));
+                if same < SAME_LOOK {
+                    tracing::debug!(track = track.id, same, "a followed face looks gone");
+                    return None;
+                }
+            }
             let bbox = predict_box(&landmarks, track.fit, w, h)?;
             moved.push(Face { bbox, landmarks });
         }
@@ -135,7 +159,7 @@ impl Tracker {
     }
 
     /// Gives each detected face the id of the track it overlaps most (if enough), else a new id.
-    fn associate(&mut self, faces: Vec<Face>) -> Vec<TrackedFace> {
+    fn associate(&mut self, frame: &RgbImage, faces: Vec<Face>) -> Vec<TrackedFace> {
         let mut old = std::mem::take(&mut self.tracks);
         let mut out = Vec::with_capacity(faces.len());
         for face in faces {
@@ -154,6 +178,7 @@ impl Tracker {
             };
             self.tracks.push(Track {
                 id,
+                look: Look::of(frame, &face.landmarks),
                 face: face.clone(),
                 fit: box_fit(&face),
             });
@@ -344,16 +369,17 @@ mod tests {
             },
             landmarks: square_face(left as f32 + 10.0, 110.0, 80.0),
         };
-        let first = t.associate(vec![face(0), face(300)]);
+        let frame = RgbImage::new(640, 480);
+        let first = t.associate(&frame, vec![face(0), face(300)]);
         assert_eq!(first.iter().map(|f| f.track).collect::<Vec<_>>(), [1, 2]);
         // Both moved a little, listed in the other order, and a third face arrived.
-        let second = t.associate(vec![face(310), face(500), face(15)]);
+        let second = t.associate(&frame, vec![face(310), face(500), face(15)]);
         assert_eq!(
             second.iter().map(|f| f.track).collect::<Vec<_>>(),
             [2, 3, 1]
         );
         // The face at 500 left; one far away is new, not track 3.
-        let third = t.associate(vec![face(15), face(320), face(100)]);
+        let third = t.associate(&frame, vec![face(15), face(320), face(100)]);
         assert_eq!(third.iter().map(|f| f.track).collect::<Vec<_>>(), [1, 2, 4]);
     }
 
