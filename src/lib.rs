@@ -25,6 +25,7 @@ pub mod serve;
 pub mod shape_predictor;
 pub mod stats;
 pub mod track;
+pub mod visits;
 
 pub use crate::capture::{Frame, FrameSource};
 pub use crate::classify::{AlignedFace, Classifier, Probs};

@@ -10,15 +10,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{ArgGroup, Parser, ValueEnum};
+use edge_fer::capture::DEFAULT_FRAME_RATE;
 use edge_fer::capture::{
     list_cameras, Backoff, CameraConfig, CameraSource, ImageFiles, Reconnecting,
 };
 use edge_fer::detect::{DetectorChoice, DEFAULT_LANDMARKS_MODEL, LANDMARKS_MODEL_ENV};
 use edge_fer::output::Format;
-use edge_fer::pipeline::{self, PipelineConfig};
+use edge_fer::pipeline::{self, PipelineConfig, VisitsSink};
 use edge_fer::pose::{Attention, PoseConfig};
 use edge_fer::serve::{Hub, Server};
 use edge_fer::track::TrackConfig;
+use edge_fer::visits::VisitConfig;
 use edge_fer::{Classifier, FaceFinder, FaceFinderConfig, FrameSource};
 
 /// Recognise facial expressions in a camera stream or in image files.
@@ -132,6 +134,22 @@ struct Cli {
     /// when below.
     #[arg(long, value_name = "DEG", default_value_t = Attention::default().pitch_offset, value_parser = parse_pitch_offset, allow_hyphen_values = true)]
     attention_pitch: f32,
+
+    /// Write one JSON line per visit (a person's stay, which may span several tracks) to FILE, or
+    /// `-` for standard output, as each visit ends: dwell, seconds looking, frames, the mean
+    /// expression while looking.
+    #[arg(long, value_name = "FILE|-")]
+    visits: Option<PathBuf>,
+
+    /// Visits: a visit ends when none of its tracks has been seen for SECS seconds; a new track
+    /// near where one of its tracks ended, within SECS, rejoins it.
+    #[arg(long, value_name = "SECS", default_value_t = VisitConfig::default().timeout_s, value_parser = parse_visit_timeout, allow_hyphen_values = true)]
+    visit_timeout: f64,
+
+    /// Images and frames folders: the frame rate they are timed at (frame i at i / FPS seconds),
+    /// for visits' times and dwell. A camera's frames carry their capture time instead.
+    #[arg(long, value_name = "FPS", default_value_t = DEFAULT_FRAME_RATE, value_parser = parse_frame_rate, allow_hyphen_values = true, conflicts_with = "camera")]
+    frame_rate: f64,
 
     /// Print each stage's latency (median/p95/max) and the dropped frames to stderr every SECS
     /// seconds and on exit. SIGUSR1 prints them at any time.
@@ -249,6 +267,27 @@ fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
         .map_err(|_| format!("{text:?} is not a number"))
 }
 
+fn parse_visit_timeout(text: &str) -> Result<f64, String> {
+    let timeout_s = parse_number(text)?;
+    VisitConfig {
+        timeout_s,
+        ..VisitConfig::default()
+    }
+    .validate()
+    .map(|()| timeout_s)
+}
+
+fn parse_frame_rate(text: &str) -> Result<f64, String> {
+    let fps: f64 = parse_number(text)?;
+    if fps > 0.0 && fps <= 1000.0 {
+        Ok(fps)
+    } else {
+        Err(format!(
+            "frame rate {fps} is out of range: give (0, 1000] frames per second"
+        ))
+    }
+}
+
 fn parse_focal(text: &str) -> Result<f64, String> {
     let focal = parse_number(text)?;
     PoseConfig {
@@ -277,6 +316,35 @@ fn parse_pitch_offset(text: &str) -> Result<f32, String> {
     }
     .validate()
     .map(|()| pitch_offset)
+}
+
+/// Where `--visits` writes: the file (created or truncated now, so a path that cannot be written is
+/// reported before the run), or standard output for `-`.
+fn visits_sink(path: &std::path::Path, cli: &Cli) -> anyhow::Result<VisitsSink> {
+    let (out, name): (Box<dyn std::io::Write + Send>, String) = if path.as_os_str() == "-" {
+        (Box::new(std::io::stdout()), "standard output".into())
+    } else {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create the visits file {}", path.display()))?;
+        (
+            Box::new(std::io::LineWriter::new(file)),
+            path.display().to_string(),
+        )
+    };
+    let fps = if cli.camera.is_some() {
+        f64::from(cli.fps.max(1))
+    } else {
+        cli.frame_rate
+    };
+    Ok(VisitsSink {
+        config: VisitConfig {
+            timeout_s: cli.visit_timeout,
+            ..VisitConfig::default()
+        },
+        frame_s: 1.0 / fps,
+        out: Arc::new(std::sync::Mutex::new(out)),
+        name,
+    })
 }
 
 /// Exit status when the camera was lost and --exit-on-camera-loss was given.
@@ -345,7 +413,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         let files = match &cli.frames {
             Some(dir) => ImageFiles::from_dir(dir)?,
             None => ImageFiles::new(cli.image.clone()),
-        };
+        }
+        .with_frame_rate(cli.frame_rate);
         Box::new(if cli.repeat { files.repeating() } else { files })
     };
 
@@ -413,6 +482,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         stats_every: cli.stats.map(Duration::from_secs),
         stats_now: report_on_sigusr1()?,
         publish: cli.serve.map(|_| Hub::new(15)),
+        visits: cli
+            .visits
+            .as_ref()
+            .map(|path| visits_sink(path, cli))
+            .transpose()?,
         pose: PoseConfig {
             focal: cli.focal_length,
             attention: Attention {

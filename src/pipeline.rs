@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -21,10 +21,11 @@ use crate::classify::{AlignedFace, Classifier};
 use crate::detect::{FaceBox, FaceFinder, Landmarks};
 use crate::error::{Error, Result};
 use crate::output::{write_result, FaceResult, Format, FrameResult};
-use crate::pose::PoseConfig;
+use crate::pose::{Pose, PoseConfig};
 use crate::serve::Hub;
 use crate::stats::PipelineTimes;
 use crate::track::{Smoother, TrackConfig, TrackedFace, Tracker};
+use crate::visits::{Sighting, VisitConfig, VisitRecord, Visits};
 
 /// Pipeline settings.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +54,31 @@ pub struct PipelineConfig {
     pub publish: Option<Hub>,
     /// How each face's head pose is fitted and whether it looks at the screen.
     pub pose: PoseConfig,
+    /// Summarise each person's stay in visit records, written here as JSON lines.
+    pub visits: Option<VisitsSink>,
+}
+
+/// Where visit records go, and how visits are delimited.
+#[derive(Clone)]
+pub struct VisitsSink {
+    /// Timeout and rejoin distance.
+    pub config: VisitConfig,
+    /// One frame's length at the source's nominal rate, seconds (the first frame's length).
+    pub frame_s: f64,
+    /// The writer; the output stage writes each record as it ends, after the frame that ended it.
+    pub out: Arc<Mutex<Box<dyn Write + Send>>>,
+    /// Its name in messages (a path, or standard output).
+    pub name: String,
+}
+
+impl std::fmt::Debug for VisitsSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VisitsSink")
+            .field("config", &self.config)
+            .field("frame_s", &self.frame_s)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a run did.
@@ -77,8 +103,13 @@ enum Item {
     Failed(FailedFrame),
 }
 
-/// A frame's result, with its pixels when the web view wants them.
-type Finished = (FrameResult, Option<image::RgbImage>);
+/// A frame's result, with its pixels when the web view wants them, and the visits that ended with
+/// it; at the end of the input, the visits still open, with no frame.
+struct Finished {
+    result: Option<FrameResult>,
+    pixels: Option<image::RgbImage>,
+    visits: Vec<VisitRecord>,
+}
 
 struct Detected {
     frame: Frame,
@@ -121,11 +152,18 @@ pub fn run(
     })?;
     let (times, smoothing, pose) = (Arc::clone(&config.times), config.smoothing, config.pose);
     let hub = config.publish.clone();
+    let visits = config
+        .visits
+        .as_ref()
+        .map(|sink| Visits::new(sink.config, classifier.card().labels.clone(), sink.frame_s));
     let classify = spawn("classify", move || {
         classify_stage(
             &classifier,
-            &pose,
-            smoothing,
+            FaceState {
+                pose,
+                smoother: smoothing.map(Smoother::new),
+                visits,
+            },
             hub.as_ref(),
             &times,
             detect_rx_classify,
@@ -134,8 +172,9 @@ pub fn run(
     })?;
     let (times, format) = (Arc::clone(&config.times), config.format);
     let hub = config.publish.clone();
+    let visits_out = config.visits.clone();
     let output = spawn("output", move || {
-        output_stage(out, result_rx, format, hub.as_ref(), &times)
+        output_stage(out, visits_out, result_rx, format, hub.as_ref(), &times)
     })?;
 
     let bar = progress_bar(source, config.progress);
@@ -241,41 +280,71 @@ fn detect_stage(
     }
 }
 
+/// What the classify stage keeps about faces beyond one frame, and how it judges their pose.
+struct FaceState {
+    pose: PoseConfig,
+    smoother: Option<Smoother>,
+    visits: Option<Visits>,
+}
+
 fn classify_stage(
     classifier: &Classifier,
-    pose: &PoseConfig,
-    smoothing: Option<f32>,
+    state: FaceState,
     hub: Option<&Hub>,
     times: &PipelineTimes,
     rx: Receiver<std::result::Result<Detected, FailedFrame>>,
     tx: Sender<Finished>,
 ) {
-    let mut smoother = smoothing.map(Smoother::new);
+    let FaceState {
+        pose,
+        mut smoother,
+        mut visits,
+    } = state;
+    let pose = &pose;
     for item in rx {
         let finished = match item {
             Ok(detected) => {
-                let result = times
-                    .classify
-                    .time(|| classify_frame(classifier, pose, &detected, smoother.as_mut()));
+                let (result, ended) = times.classify.time(|| {
+                    classify_frame(
+                        classifier,
+                        pose,
+                        &detected,
+                        smoother.as_mut(),
+                        visits.as_mut(),
+                    )
+                });
                 // The frame itself is done with here: hand its pixels on rather than copy them.
                 let pixels = hub
                     .is_some_and(Hub::wants_frame)
                     .then_some(detected.frame.rgb);
-                (result, pixels)
+                Finished {
+                    result: Some(result),
+                    pixels,
+                    visits: ended,
+                }
             }
-            Err(failed) => (
-                failed_result(
+            Err(failed) => Finished {
+                result: Some(failed_result(
                     failed.source,
                     failed.index,
                     failed.timestamp_ms,
                     &failed.error,
-                ),
-                None,
-            ),
+                )),
+                pixels: None,
+                visits: Vec::new(),
+            },
         };
         if tx.send(finished).is_err() {
             return;
         }
+    }
+    // The input has ended (or the run was stopped): so have the visits still open.
+    if let Some(visits) = visits.as_mut() {
+        let _ = tx.send(Finished {
+            result: None,
+            pixels: None,
+            visits: visits.finish(),
+        });
     }
 }
 
@@ -293,7 +362,9 @@ pub fn process_frame(
         &PoseConfig::default(),
         &Detected { frame, faces },
         None,
+        None,
     )
+    .0
 }
 
 /// Aligns and classifies one frame's faces in one batch; smooths tracked faces' probabilities.
@@ -302,7 +373,8 @@ fn classify_frame(
     pose: &PoseConfig,
     detected: &Detected,
     smoother: Option<&mut Smoother>,
-) -> FrameResult {
+    visits: Option<&mut Visits>,
+) -> (FrameResult, Vec<VisitRecord>) {
     let Detected { frame, faces } = detected;
     let card = classifier.card();
     let mut kept: Vec<(FaceBox, Option<Landmarks>, Option<u64>)> = Vec::new();
@@ -341,7 +413,38 @@ fn classify_frame(
     }
     let mut probs = match classifier.classify(&crops) {
         Ok(p) => p,
-        Err(e) => return failed_result(frame.source.clone(), frame.index, frame.timestamp_ms, &e),
+        Err(e) => {
+            let failed = failed_result(frame.source.clone(), frame.index, frame.timestamp_ms, &e);
+            return (failed, Vec::new());
+        }
+    };
+    let judged: Vec<Option<(Pose, bool)>> = kept
+        .iter()
+        .map(|(_, landmarks, _)| {
+            landmarks
+                .as_ref()
+                .and_then(|l| pose.judge(l, frame.rgb.width(), frame.rgb.height()))
+        })
+        .collect();
+    // Visits average this frame's own probabilities, before smoothing mixes in earlier frames.
+    let ended = match visits {
+        Some(visits) => {
+            let seen: Vec<Sighting> = kept
+                .iter()
+                .zip(&probs)
+                .zip(&judged)
+                .filter_map(|(((bbox, _, track), p), judged)| {
+                    Some(Sighting {
+                        track: (*track)?,
+                        bbox: *bbox,
+                        looking: judged.is_some_and(|j| j.1),
+                        probs: &p.0,
+                    })
+                })
+                .collect();
+            visits.observe(&frame.source, frame.time_s, &seen)
+        }
+        None => Vec::new(),
     };
     if let Some(smoother) = smoother {
         smoother.next_frame();
@@ -354,11 +457,9 @@ fn classify_frame(
     let faces = kept
         .into_iter()
         .zip(probs)
-        .map(|((bbox, landmarks, track), p)| {
+        .zip(judged)
+        .map(|(((bbox, landmarks, track), p), judged)| {
             let best = p.argmax();
-            let judged = landmarks
-                .as_ref()
-                .and_then(|l| pose.judge(l, frame.rgb.width(), frame.rgb.height()));
             FaceResult {
                 bbox,
                 track,
@@ -377,7 +478,7 @@ fn classify_frame(
             }
         })
         .collect();
-    FrameResult {
+    let result = FrameResult {
         source: frame.source.clone(),
         frame: frame.index,
         timestamp_ms: frame.timestamp_ms,
@@ -385,7 +486,8 @@ fn classify_frame(
         height: Some(frame.rgb.height()),
         faces: Some(faces),
         error: None,
-    }
+    };
+    (result, ended)
 }
 
 fn failed_result(source: String, index: u64, timestamp_ms: u64, error: &Error) -> FrameResult {
@@ -405,13 +507,27 @@ fn failed_result(source: String, index: u64, timestamp_ms: u64, error: &Error) -
 /// Writes results; returns (faces, failed frames, whether the output was closed early).
 fn output_stage(
     mut out: Box<dyn Write + Send>,
+    visits: Option<VisitsSink>,
     rx: Receiver<Finished>,
     format: Format,
     hub: Option<&Hub>,
     times: &PipelineTimes,
 ) -> Result<(u64, u64, bool)> {
     let (mut faces, mut failed) = (0, 0);
-    for (result, pixels) in rx {
+    for finished in rx {
+        // Visits that ended before this frame are written first, then the frame.
+        if let Some(sink) = &visits {
+            if let Err(e) = write_visits(sink, &finished.visits) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok((faces, failed, true));
+                }
+                return Err(Error::io(&sink.name, e));
+            }
+        }
+        let Some(result) = finished.result else {
+            continue;
+        };
+        let pixels = finished.pixels;
         if let Some(hub) = hub {
             match serde_json::to_string(&result) {
                 Ok(json) => hub.publish(json, pixels.as_ref()),
@@ -432,6 +548,18 @@ fn output_stage(
         }
     }
     Ok((faces, failed, false))
+}
+
+fn write_visits(sink: &VisitsSink, records: &[VisitRecord]) -> std::io::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut out = sink.out.lock().unwrap_or_else(|e| e.into_inner());
+    for record in records {
+        serde_json::to_writer(&mut *out, record)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }
 
 fn progress_bar(source: &dyn FrameSource, enabled: bool) -> ProgressBar {

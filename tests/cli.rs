@@ -372,10 +372,11 @@ fn absent_camera_names_what_was_found_and_suggests_files() {
 }
 
 /// edge-fer started on `copies` copies of a portrait, stdout and stderr piped.
-fn spawn_on_copies(copies: usize) -> std::process::Child {
+fn spawn_on_copies(copies: usize, extra: &[&str]) -> std::process::Child {
     use std::process::{Command, Stdio};
     let img = fixture("grace_hopper_512x512.jpg");
-    let mut args = vec!["--image".to_string()];
+    let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+    args.push("--image".to_string());
     args.extend(std::iter::repeat_n(img.display().to_string(), copies));
     Command::new(env!("CARGO_BIN_EXE_edge-fer"))
         .args(&args)
@@ -390,7 +391,7 @@ fn spawn_on_copies(copies: usize) -> std::process::Child {
 fn closed_output_pipe_ends_the_run_quietly() {
     use std::io::BufRead;
     // As in `edge-fer --image ... | head -1`: read one line, then close the pipe.
-    let mut child = spawn_on_copies(40);
+    let mut child = spawn_on_copies(40, &[]);
     let mut first = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
@@ -406,7 +407,9 @@ fn sigterm_mid_run_drains_flushes_and_exits_zero() {
     use std::io::BufRead;
     use std::process::Command;
     let total = 400;
-    let mut child = spawn_on_copies(total);
+    let dir = tempfile::tempdir().unwrap();
+    let visits = dir.path().join("visits.jsonl");
+    let mut child = spawn_on_copies(total, &["--visits", visits.to_str().unwrap()]);
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut lines = Vec::new();
     for _ in 0..3 {
@@ -437,6 +440,14 @@ fn sigterm_mid_run_drains_flushes_and_exits_zero() {
         assert_eq!(v["frame"].as_u64(), Some(i as u64));
         assert_eq!(v["faces"].as_array().unwrap().len(), 1);
     }
+    // The signal ended the visit too: its record covers every frame written.
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&visits)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["frames"].as_u64(), Some(lines.len() as u64));
 }
 
 #[test]

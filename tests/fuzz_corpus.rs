@@ -49,6 +49,7 @@ fn frame_inputs_give_a_result_line_each() {
                 rgb,
                 index: 0,
                 timestamp_ms: 0,
+                time_s: 0.0,
                 source: path.display().to_string(),
             };
             let result = process_frame(Some(finder), &classifier, frame);

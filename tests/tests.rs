@@ -9,6 +9,7 @@
 //! - `camera_loss`: a stand-in camera that disappears and returns, through the real pipeline.
 //! - `pose`: head pose from dlib's landmarks on the fixture portraits and their mirror images.
 //! - `track`: following a moving face between detections; track ids and stats in the CLI.
+//! - `visits`: a real face present, away and back in a frames folder, through the binary.
 //! - `cli`: the built `edge-fer` binary end to end: output schema, formats, bad input.
 
 mod blazeface;
@@ -22,3 +23,4 @@ mod pipeline;
 mod pose;
 mod track;
 mod util;
+mod visits;

@@ -29,6 +29,7 @@ fuzz_target!(|bytes: &[u8]| {
         rgb,
         index: 0,
         timestamp_ms: 0,
+        time_s: 0.0,
         source: "fuzz".into(),
     };
     let result = MODELS.with(|(finder, classifier)| process_frame(Some(finder), classifier, frame));

@@ -135,6 +135,7 @@ impl FrameSource for CameraSource {
                     rgb,
                     index,
                     timestamp_ms,
+                    time_s: timestamp_ms as f64 / 1000.0,
                     source,
                 })
             }

@@ -60,6 +60,7 @@ pub struct ImageFiles {
     next: u64,
     what: String,
     repeat: bool,
+    frame_rate: f64,
 }
 
 impl ImageFiles {
@@ -71,7 +72,20 @@ impl ImageFiles {
             next: 0,
             what,
             repeat: false,
+            frame_rate: super::DEFAULT_FRAME_RATE,
         }
+    }
+
+    /// Times the frames as if taken at `frame_rate` frames per second: frame `i` at
+    /// `i / frame_rate` seconds ([`Frame::time_s`]).
+    pub fn with_frame_rate(mut self, frame_rate: f64) -> Self {
+        self.frame_rate = frame_rate;
+        self
+    }
+
+    /// The frame rate the frames are timed by.
+    pub fn frame_rate(&self) -> f64 {
+        self.frame_rate
     }
 
     /// Starts again from the first file after the last, forever (frame numbers keep counting):
@@ -132,6 +146,7 @@ impl FrameSource for ImageFiles {
                 rgb,
                 index,
                 timestamp_ms,
+                time_s: index as f64 / self.frame_rate,
                 source,
             }),
             Err(error) => Err(FailedFrame {

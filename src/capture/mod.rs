@@ -30,9 +30,16 @@ pub struct Frame {
     pub index: u64,
     /// When it was captured or read, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
+    /// When it was taken on its source's own clock, seconds: a camera's capture time (since the
+    /// Unix epoch), an image file's index divided by the frame rate (`--frame-rate`; never the
+    /// time the file was read). Visits are timed by it.
+    pub time_s: f64,
     /// Where it came from: the file's path, or `camera:N`.
     pub source: String,
 }
+
+/// The frame rate image files and frames folders are taken to have: a camera's usual.
+pub const DEFAULT_FRAME_RATE: f64 = 30.0;
 
 /// A frame that could not be read; the run goes on without it.
 #[derive(Debug)]

@@ -54,10 +54,12 @@ impl FrameSource for Synthetic {
         }
         let index = self.next;
         self.next += 1;
+        let timestamp_ms = now_ms();
         Some(Ok(Frame {
             rgb: (self.make)(index),
             index,
-            timestamp_ms: now_ms(),
+            timestamp_ms,
+            time_s: timestamp_ms as f64 / 1000.0,
             source: self.name.clone(),
         }))
     }
