@@ -151,6 +151,12 @@ struct Cli {
     #[arg(long, value_name = "FPS", default_value_t = DEFAULT_FRAME_RATE, value_parser = parse_frame_rate, allow_hyphen_values = true, conflicts_with = "camera")]
     frame_rate: f64,
 
+    /// Privacy mode: no pixels leave the process or touch the disk (the kiosk view's /frame.jpg
+    /// and /stream.mjpg answer 404 and its page draws boxes on a blank canvas) and no output has
+    /// landmarks; boxes, pose, labels and probabilities remain. The packaged service's default.
+    #[arg(long)]
+    privacy: bool,
+
     /// Print each stage's latency (median/p95/max) and the dropped frames to stderr every SECS
     /// seconds and on exit. SIGUSR1 prints them at any time.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -481,7 +487,14 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         times: Arc::default(),
         stats_every: cli.stats.map(Duration::from_secs),
         stats_now: report_on_sigusr1()?,
-        publish: cli.serve.map(|_| Hub::new(15)),
+        publish: cli.serve.map(|_| {
+            if cli.privacy {
+                Hub::private(15)
+            } else {
+                Hub::new(15)
+            }
+        }),
+        privacy: cli.privacy,
         visits: cli
             .visits
             .as_ref()

@@ -56,6 +56,9 @@ pub struct PipelineConfig {
     pub pose: PoseConfig,
     /// Summarise each person's stay in visit records, written here as JSON lines.
     pub visits: Option<VisitsSink>,
+    /// Privacy mode: no landmarks leave the pipeline (every output's faces have none); with
+    /// [`crate::serve::Hub::private`], no frame leaves the process.
+    pub privacy: bool,
 }
 
 /// Where visit records go, and how visits are delimited.
@@ -151,6 +154,7 @@ pub fn run(
         detect_stage(finder.as_ref(), track, &times, capture_rx, detect_tx)
     })?;
     let (times, smoothing, pose) = (Arc::clone(&config.times), config.smoothing, config.pose);
+    let privacy = config.privacy;
     let hub = config.publish.clone();
     let visits = config
         .visits
@@ -161,6 +165,7 @@ pub fn run(
             &classifier,
             FaceState {
                 pose,
+                privacy,
                 smoother: smoothing.map(Smoother::new),
                 visits,
             },
@@ -283,6 +288,7 @@ fn detect_stage(
 /// What the classify stage keeps about faces beyond one frame, and how it judges their pose.
 struct FaceState {
     pose: PoseConfig,
+    privacy: bool,
     smoother: Option<Smoother>,
     visits: Option<Visits>,
 }
@@ -297,6 +303,7 @@ fn classify_stage(
 ) {
     let FaceState {
         pose,
+        privacy,
         mut smoother,
         mut visits,
     } = state;
@@ -308,6 +315,7 @@ fn classify_stage(
                     classify_frame(
                         classifier,
                         pose,
+                        privacy,
                         &detected,
                         smoother.as_mut(),
                         visits.as_mut(),
@@ -360,6 +368,7 @@ pub fn process_frame(
     classify_frame(
         classifier,
         &PoseConfig::default(),
+        false,
         &Detected { frame, faces },
         None,
         None,
@@ -371,6 +380,7 @@ pub fn process_frame(
 fn classify_frame(
     classifier: &Classifier,
     pose: &PoseConfig,
+    privacy: bool,
     detected: &Detected,
     smoother: Option<&mut Smoother>,
     visits: Option<&mut Visits>,
@@ -463,7 +473,8 @@ fn classify_frame(
             FaceResult {
                 bbox,
                 track,
-                landmarks,
+                // Used above for alignment and pose; in privacy mode they stay here.
+                landmarks: landmarks.filter(|_| !privacy),
                 pose: judged.map(|j| j.0),
                 looking: judged.map(|j| j.1),
                 label: card.labels[best].clone(),

@@ -537,3 +537,24 @@ fn attention_settings_out_of_range_are_refused_naming_the_flag() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json_lines(&out)[0]["faces"][0]["looking"], false);
 }
+
+#[test]
+fn privacy_mode_leaves_landmarks_out_of_every_line() {
+    let mut args = vec!["--privacy".to_string(), "--image".to_string()];
+    for name in PORTRAITS {
+        args.push(fixture(name).display().to_string());
+    }
+    let out = edge_fer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("landmarks"), "{text}");
+    for v in json_lines(&out) {
+        let face = &v["faces"][0];
+        // What is left: the box, the pose and the expression.
+        assert!(face["box"].is_object() && face["pose"].is_object(), "{v}");
+        assert!(
+            face["label"].is_string() && face["probs"].is_object(),
+            "{v}"
+        );
+    }
+}

@@ -19,8 +19,9 @@ struct Serving {
 }
 
 impl Serving {
-    fn start() -> Serving {
+    fn start(extra: &[&str]) -> Serving {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edge-fer"))
+            .args(extra)
             .args(["--image"])
             .arg(fixture("grace_hopper_512x512.jpg"))
             .args(["--loop", "--serve", "127.0.0.1:0"])
@@ -137,9 +138,40 @@ fn chromium(args: &[&str], url: &str) -> std::process::Output {
 
 #[test]
 fn the_page_shows_a_face_box_and_a_label_in_headless_chromium() {
-    let serving = Serving::start();
+    page_shows_a_box_and_a_label(&[], "kiosk.png");
+}
 
-    let artefact = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kiosk.png");
+#[test]
+fn in_privacy_mode_no_frame_is_served_and_the_page_still_shows_the_box_and_label() {
+    let serving = Serving::start(&["--privacy"]);
+    let addr = serving.addr;
+    for path in ["/frame.jpg", "/stream.mjpg"] {
+        let (status, body) = get(addr, path);
+        assert_eq!(status, 404, "{path}: {}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("privacy mode"));
+    }
+    let (status, body) = get(addr, "/latest");
+    assert_eq!(status, 200);
+    let latest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let face = &latest["faces"][0];
+    assert!(
+        face["box"].is_object() && face["label"].is_string(),
+        "{latest}"
+    );
+    assert!(
+        face.get("landmarks").is_none(),
+        "landmarks in privacy mode: {latest}"
+    );
+    assert_eq!(serving.stop().code(), Some(0));
+    page_shows_a_box_and_a_label(&["--privacy"], "kiosk-privacy.png");
+}
+
+/// Serves with `args`, and checks in headless Chromium that the page draws a face box (green
+/// pixels in a screenshot, kept as `artefact` under target/tmp) and lists a label.
+fn page_shows_a_box_and_a_label(args: &[&str], artefact: &str) {
+    let serving = Serving::start(args);
+
+    let artefact = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(artefact);
     let _ = std::fs::remove_file(&artefact);
     let shot = chromium(
         &[&format!("--screenshot={}", artefact.display())],
@@ -182,7 +214,7 @@ fn the_page_shows_a_face_box_and_a_label_in_headless_chromium() {
 
 #[test]
 fn the_server_answers_its_own_routes_only() {
-    let serving = Serving::start();
+    let serving = Serving::start(&[]);
     let addr = serving.addr;
     assert!(addr.ip().is_loopback());
 
@@ -221,7 +253,7 @@ fn the_server_answers_its_own_routes_only() {
 
 #[test]
 fn stalled_clients_neither_stall_the_pipeline_nor_pass_the_limits() {
-    let serving = Serving::start();
+    let serving = Serving::start(&[]);
     let addr = serving.addr;
     let frame = || -> u64 {
         let (_, body) = get(addr, "/latest");

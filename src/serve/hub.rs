@@ -38,6 +38,8 @@ struct HubInner {
     viewer_seen_ms: AtomicU64,
     epoch: Instant,
     min_frame_gap_ms: u64,
+    /// Privacy mode: no frame is ever encoded or served.
+    private: bool,
     /// When the last JPEG was encoded, ms since `epoch` (0: never).
     last_jpeg_ms: AtomicU64,
     streams: Arc<Semaphore>,
@@ -55,8 +57,24 @@ impl Hub {
                 min_frame_gap_ms: 1000 / u64::from(max_fps.max(1)),
                 last_jpeg_ms: AtomicU64::new(0),
                 streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+                private: false,
             }),
         }
+    }
+
+    /// A hub for privacy mode: results only; it never wants a frame, drops any it is given, and
+    /// the server answers the frame routes with 404.
+    pub fn private(max_fps: u32) -> Self {
+        let mut hub = Hub::new(max_fps);
+        if let Some(inner) = Arc::get_mut(&mut hub.inner) {
+            inner.private = true;
+        }
+        hub
+    }
+
+    /// Whether this hub is in privacy mode.
+    pub fn is_private(&self) -> bool {
+        self.inner.private
     }
 
     fn now_ms(&self) -> u64 {
@@ -72,6 +90,9 @@ impl Hub {
 
     /// Whether the next frame should be encoded: someone watches, and the rate allows it.
     pub fn wants_frame(&self) -> bool {
+        if self.inner.private {
+            return false;
+        }
         let now = self.now_ms();
         let seen = self.inner.viewer_seen_ms.load(Ordering::Relaxed);
         if seen == 0 || now.saturating_sub(seen) > VIEWER_TIMEOUT.as_millis() as u64 {
@@ -83,6 +104,7 @@ impl Hub {
 
     /// Publishes a result (its JSON line) and, when given, its frame; never blocks.
     pub fn publish(&self, json: String, frame: Option<&RgbImage>) {
+        let frame = frame.filter(|_| !self.inner.private);
         let jpeg = frame.and_then(|rgb| {
             let mut bytes = Vec::with_capacity(64 * 1024);
             let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 80)

@@ -35,11 +35,24 @@ async fn page(State(hub): State<Hub>) -> Html<String> {
     let json = hub.subscribe().borrow().json.clone();
     // Inside <script>, "</" could end the element; JSON allows "<\/" for it.
     let initial = json.map_or("null".to_string(), |j| j.replace("</", "<\\/"));
-    Html(PAGE.replacen("/*INITIAL*/null", &initial, 1))
+    let page = PAGE.replacen("/*INITIAL*/null", &initial, 1);
+    Html(page.replacen("/*PRIVATE*/false", &hub.is_private().to_string(), 1))
+}
+
+/// What the frame routes answer in privacy mode.
+fn no_frames() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "no frames: edge-fer runs in privacy mode (--privacy)\n",
+    )
+        .into_response()
 }
 
 /// The latest frame as one JPEG, waiting briefly for one to be encoded if there is none yet.
 async fn frame_jpeg(State(hub): State<Hub>) -> Response {
+    if hub.is_private() {
+        return no_frames();
+    }
     hub.viewer_seen();
     let mut rx = hub.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -101,6 +114,9 @@ async fn events(State(hub): State<Hub>) -> Response {
 }
 
 async fn mjpeg(State(hub): State<Hub>) -> Response {
+    if hub.is_private() {
+        return no_frames();
+    }
     let Some((rx, permit)) = hub.open_stream() else {
         return busy();
     };
