@@ -326,7 +326,7 @@ fn parse_pitch_offset(text: &str) -> Result<f32, String> {
 
 /// Where `--visits` writes: the file (created or truncated now, so a path that cannot be written is
 /// reported before the run), or standard output for `-`.
-fn visits_sink(path: &std::path::Path, cli: &Cli) -> anyhow::Result<VisitsSink> {
+fn visits_sink(path: &std::path::Path) -> anyhow::Result<VisitsSink> {
     let (out, name): (Box<dyn std::io::Write + Send>, String) = if path.as_os_str() == "-" {
         (Box::new(std::io::stdout()), "standard output".into())
     } else {
@@ -337,17 +337,7 @@ fn visits_sink(path: &std::path::Path, cli: &Cli) -> anyhow::Result<VisitsSink> 
             path.display().to_string(),
         )
     };
-    let fps = if cli.camera.is_some() {
-        f64::from(cli.fps.max(1))
-    } else {
-        cli.frame_rate
-    };
     Ok(VisitsSink {
-        config: VisitConfig {
-            timeout_s: cli.visit_timeout,
-            ..VisitConfig::default()
-        },
-        frame_s: 1.0 / fps,
         out: Arc::new(std::sync::Mutex::new(out)),
         name,
     })
@@ -495,11 +485,17 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         }),
         privacy: cli.privacy,
-        visits: cli
-            .visits
-            .as_ref()
-            .map(|path| visits_sink(path, cli))
-            .transpose()?,
+        visit: VisitConfig {
+            timeout_s: cli.visit_timeout,
+            frame_s: 1.0
+                / if cli.camera.is_some() {
+                    f64::from(cli.fps.max(1))
+                } else {
+                    cli.frame_rate
+                },
+            ..VisitConfig::default()
+        },
+        visits: cli.visits.as_deref().map(visits_sink).transpose()?,
         pose: PoseConfig {
             focal: cli.focal_length,
             attention: Attention {

@@ -54,6 +54,9 @@ pub struct PipelineConfig {
     pub publish: Option<Hub>,
     /// How each face's head pose is fitted and whether it looks at the screen.
     pub pose: PoseConfig,
+    /// How visits are delimited. Visits are followed when they are written ([`Self::visits`]) or
+    /// the kiosk view shows them ([`Self::publish`]).
+    pub visit: VisitConfig,
     /// Summarise each person's stay in visit records, written here as JSON lines.
     pub visits: Option<VisitsSink>,
     /// Privacy mode: no landmarks leave the pipeline (every output's faces have none); with
@@ -61,13 +64,9 @@ pub struct PipelineConfig {
     pub privacy: bool,
 }
 
-/// Where visit records go, and how visits are delimited.
+/// Where visit records go.
 #[derive(Clone)]
 pub struct VisitsSink {
-    /// Timeout and rejoin distance.
-    pub config: VisitConfig,
-    /// One frame's length at the source's nominal rate, seconds (the first frame's length).
-    pub frame_s: f64,
     /// The writer; the output stage writes each record as it ends, after the frame that ended it.
     pub out: Arc<Mutex<Box<dyn Write + Send>>>,
     /// Its name in messages (a path, or standard output).
@@ -77,8 +76,6 @@ pub struct VisitsSink {
 impl std::fmt::Debug for VisitsSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VisitsSink")
-            .field("config", &self.config)
-            .field("frame_s", &self.frame_s)
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
@@ -109,6 +106,8 @@ enum Item {
 /// A frame's result, with its pixels when the web view wants them, and the visits that ended with
 /// it; at the end of the input, the visits still open, with no frame.
 struct Finished {
+    /// The frame's time on its source's clock ([`Frame::time_s`]).
+    time_s: f64,
     result: Option<FrameResult>,
     pixels: Option<image::RgbImage>,
     visits: Vec<VisitRecord>,
@@ -156,10 +155,8 @@ pub fn run(
     let (times, smoothing, pose) = (Arc::clone(&config.times), config.smoothing, config.pose);
     let privacy = config.privacy;
     let hub = config.publish.clone();
-    let visits = config
-        .visits
-        .as_ref()
-        .map(|sink| Visits::new(sink.config, classifier.card().labels.clone(), sink.frame_s));
+    let visits = (config.visits.is_some() || config.publish.is_some())
+        .then(|| Visits::new(config.visit, classifier.card().labels.clone()));
     let classify = spawn("classify", move || {
         classify_stage(
             &classifier,
@@ -326,12 +323,14 @@ fn classify_stage(
                     .is_some_and(Hub::wants_frame)
                     .then_some(detected.frame.rgb);
                 Finished {
+                    time_s: detected.frame.time_s,
                     result: Some(result),
                     pixels,
                     visits: ended,
                 }
             }
             Err(failed) => Finished {
+                time_s: 0.0,
                 result: Some(failed_result(
                     failed.source,
                     failed.index,
@@ -349,6 +348,7 @@ fn classify_stage(
     // The input has ended (or the run was stopped): so have the visits still open.
     if let Some(visits) = visits.as_mut() {
         let _ = tx.send(Finished {
+            time_s: 0.0,
             result: None,
             pixels: None,
             visits: visits.finish(),
@@ -534,6 +534,9 @@ fn output_stage(
                 }
                 return Err(Error::io(&sink.name, e));
             }
+        }
+        if let Some(hub) = hub {
+            hub.record(finished.time_s, finished.result.as_ref(), &finished.visits);
         }
         let Some(result) = finished.result else {
             continue;

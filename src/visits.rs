@@ -23,15 +23,19 @@ pub struct VisitConfig {
     /// How far, in widths of the ended track's last box, a new track's centre may be from that
     /// box's centre to rejoin its visit.
     pub rejoin_within: f32,
+    /// One frame's length at the source's nominal rate, seconds: the first frame's length (it has
+    /// no previous frame to measure it by).
+    pub frame_s: f64,
 }
 
 impl Default for VisitConfig {
-    /// A 3 s timeout (a face turned away or hidden for a moment stays one visit) and rejoining
-    /// within one face width.
+    /// A 3 s timeout (a face turned away or hidden for a moment stays one visit), rejoining
+    /// within one face width, 30 frames/s.
     fn default() -> Self {
         VisitConfig {
             timeout_s: 3.0,
             rejoin_within: 1.0,
+            frame_s: 1.0 / crate::capture::DEFAULT_FRAME_RATE,
         }
     }
 }
@@ -47,6 +51,9 @@ impl VisitConfig {
                 "visit timeout {} s is out of range: give (0, 3600] seconds",
                 self.timeout_s
             ));
+        }
+        if !(self.frame_s > 0.0 && self.frame_s.is_finite()) {
+            return Err(format!("frame length {} s is out of range", self.frame_s));
         }
         if !(self.rejoin_within >= 0.0 && self.rejoin_within.is_finite()) {
             return Err(format!(
@@ -130,14 +137,13 @@ pub struct Visits {
 }
 
 impl Visits {
-    /// No visits yet. `labels` are the model's, in order; `nominal_frame_s` is one frame's length
-    /// at the source's nominal rate (the first frame has no previous one to measure it by).
-    pub fn new(config: VisitConfig, labels: Vec<String>, nominal_frame_s: f64) -> Self {
+    /// No visits yet. `labels` are the model's, in order.
+    pub fn new(config: VisitConfig, labels: Vec<String>) -> Self {
         Visits {
             config,
             labels,
             source: String::new(),
-            nominal_frame_s,
+            nominal_frame_s: config.frame_s,
             previous_time: None,
             open: Vec::new(),
             next_id: 1,
@@ -301,9 +307,9 @@ mod tests {
             VisitConfig {
                 timeout_s,
                 rejoin_within: 1.0,
+                frame_s: 0.1,
             },
             vec!["sad".into(), "happy".into()],
-            0.1,
         )
     }
 

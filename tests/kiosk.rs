@@ -207,6 +207,27 @@ fn page_shows_a_box_and_a_label(args: &[&str], artefact: &str) {
         "no label in the page: {dom}"
     );
     assert!(dom.contains("track 1"), "{dom}");
+    // The audience line and the face's probabilities as one bar per label.
+    assert!(dom.contains("visits in the last hour"), "{dom}");
+    assert_eq!(dom.matches("class=\"bar\"").count(), labels.len(), "{dom}");
+    let (status, body) = get(serving.addr, "/audience");
+    assert_eq!(status, 200);
+    let audience: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(audience["present"], 1, "{audience}");
+    assert_eq!(
+        audience["labels"].as_array().unwrap().len(),
+        labels.len(),
+        "{audience}"
+    );
+    let timeline = audience["timeline"].as_array().unwrap();
+    assert!(!timeline.is_empty(), "{audience}");
+    let sum: f64 = timeline[0]["probs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-3, "{audience}");
 
     let status = serving.stop();
     assert_eq!(status.code(), Some(0));

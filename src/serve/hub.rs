@@ -3,12 +3,16 @@
 //! at most `max_fps` a second) and how many streams are open.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use image::RgbImage;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use super::audience::{Audience, Summary};
+use crate::output::FrameResult;
+use crate::visits::VisitRecord;
 
 /// Streaming clients (MJPEG + SSE) served at once; more get 503.
 pub const MAX_STREAMS: usize = 32;
@@ -40,6 +44,7 @@ struct HubInner {
     min_frame_gap_ms: u64,
     /// Privacy mode: no frame is ever encoded or served.
     private: bool,
+    audience: Mutex<Audience>,
     /// When the last JPEG was encoded, ms since `epoch` (0: never).
     last_jpeg_ms: AtomicU64,
     streams: Arc<Semaphore>,
@@ -58,6 +63,7 @@ impl Hub {
                 last_jpeg_ms: AtomicU64::new(0),
                 streams: Arc::new(Semaphore::new(MAX_STREAMS)),
                 private: false,
+                audience: Mutex::default(),
             }),
         }
     }
@@ -127,6 +133,30 @@ impl Hub {
                 s.jpeg = jpeg;
             }
         });
+    }
+
+    /// Adds a frame's faces (none for the end of the input) and the visits that ended with it
+    /// to the audience figures.
+    pub fn record(&self, time_s: f64, result: Option<&FrameResult>, visits: &[VisitRecord]) {
+        let mut audience = self
+            .inner
+            .audience
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(faces) = result.and_then(|r| r.faces.as_deref()) {
+            audience.frame(time_s, faces);
+        }
+        audience.visits(visits);
+    }
+
+    /// The audience figures now.
+    pub fn audience(&self) -> Summary {
+        let audience = self
+            .inner
+            .audience
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        audience.summary()
     }
 
     /// A receiver of every publication from now on (and the current one).

@@ -6,7 +6,9 @@
 //! - `/frame.jpg`: the latest frame;
 //! - `/stream.mjpg`: the frames as `multipart/x-mixed-replace` JPEGs;
 //! - `/events`: every result as an SSE `data:` line (edge-fer's JSON line);
-//! - `/latest`: the most recent result as JSON.
+//! - `/latest`: the most recent result as JSON;
+//! - `/audience`: people present, visits in the last hour, median dwell and the expression
+//!   timeline ([`audience::Summary`]).
 //!
 //! The pipeline never waits for the server: it replaces the latest snapshot (a `watch` channel:
 //! one slot per client), so a slow or vanished client misses frames, alone. At most
@@ -14,6 +16,7 @@
 //! while someone has asked for them in the last few seconds, at most `max_fps` a second. Tokio runs
 //! on the server's own thread; the pipeline's threads stay plain.
 
+pub mod audience;
 mod hub;
 mod listener;
 mod routes;

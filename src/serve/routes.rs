@@ -25,6 +25,7 @@ pub(super) fn router(hub: Hub) -> Router {
         .route("/stream.mjpg", get(mjpeg))
         .route("/events", get(events))
         .route("/latest", get(latest))
+        .route("/audience", get(audience))
         .layer(axum::extract::DefaultBodyLimit::max(1024))
         .with_state(hub)
 }
@@ -36,6 +37,13 @@ async fn page(State(hub): State<Hub>) -> Html<String> {
     // Inside <script>, "</" could end the element; JSON allows "<\/" for it.
     let initial = json.map_or("null".to_string(), |j| j.replace("</", "<\\/"));
     let page = PAGE.replacen("/*INITIAL*/null", &initial, 1);
+    // The audience figures too, so the first paint shows them.
+    let audience = serde_json::to_string(&hub.audience()).unwrap_or_else(|_| "null".into());
+    let page = page.replacen(
+        "/*AUDIENCE*/{\"present\":0,\"visits_last_hour\":0,\"median_dwell_s\":null,\"labels\":[],\"timeline\":[]}",
+        &audience.replace("</", "<\\/"),
+        1,
+    );
     Html(page.replacen("/*PRIVATE*/false", &hub.is_private().to_string(), 1))
 }
 
@@ -83,6 +91,13 @@ async fn latest(State(hub): State<Hub>) -> Response {
         )
             .into_response(),
         None => (StatusCode::NO_CONTENT, "").into_response(),
+    }
+}
+
+async fn audience(State(hub): State<Hub>) -> Response {
+    match serde_json::to_string(&hub.audience()) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
