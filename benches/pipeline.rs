@@ -13,6 +13,7 @@ use edge_fer::align::align;
 use edge_fer::capture::{decode_image, ImageFiles};
 use edge_fer::detect::DetectorChoice;
 use edge_fer::pipeline::{self, PipelineConfig};
+use edge_fer::pose::PoseConfig;
 use edge_fer::track::TrackConfig;
 use edge_fer::{AlignedFace, Classifier, FaceFinder, FaceFinderConfig};
 
@@ -29,6 +30,7 @@ fn main() {
 
     let (mut decode, mut detect, mut landmarks, mut align_t, mut classify) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let mut pose_t = vec![];
     let mut faces_seen = 0;
     let mut per_frame = vec![0; frames.len()];
     for _ in 0..ROUNDS {
@@ -44,6 +46,15 @@ fn main() {
             }
             faces_seen += faces.len();
             landmarks.push(times.landmarks);
+            let t = Instant::now();
+            for f in &faces {
+                std::hint::black_box(PoseConfig::default().judge(
+                    &f.landmarks,
+                    rgb.width(),
+                    rgb.height(),
+                ));
+            }
+            pose_t.push(t.elapsed());
             let t = Instant::now();
             let crops: Vec<AlignedFace> = faces
                 .iter()
@@ -200,6 +211,7 @@ fn main() {
         ("decode (JPEG)", &mut decode),
         ("detect (HOG)", &mut detect),
         ("landmarks (68)", &mut landmarks),
+        ("pose (fit)", &mut pose_t),
         ("align", &mut align_t),
         ("classify (tract)", &mut classify),
     ] {
