@@ -103,9 +103,18 @@ fn write_text(out: &mut dyn Write, r: &FrameResult) -> std::io::Result<()> {
     }
     for (i, f) in faces.iter().enumerate() {
         let b = &f.bbox;
+        let attention = match (f.pose, f.looking) {
+            (Some(p), Some(looking)) => format!(
+                ", {}, yaw {:.0} pitch {:.0}",
+                if looking { "looking" } else { "looking away" },
+                p.yaw,
+                p.pitch
+            ),
+            _ => String::new(),
+        };
         writeln!(
             out,
-            "{head}: face {} at ({}, {}) {}x{}: {} {:.0}% (entropy {:.2})",
+            "{head}: face {} at ({}, {}) {}x{}: {} {:.0}% (entropy {:.2}){attention}",
             i + 1,
             b.left,
             b.top,

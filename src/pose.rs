@@ -514,6 +514,10 @@ fn normalise(v: [f64; 3]) -> [f64; 3] {
 mod tests {
     use super::*;
 
+    fn angles(yaw: f32, pitch: f32, roll: f32) -> Pose {
+        Pose { yaw, pitch, roll }
+    }
+
     /// The ten model points posed by `angles` at `t`, projected through `camera`.
     fn project_model(angles: Pose, t: [f64; 3], camera: &Camera) -> (Vec<[f64; 3]>, Vec<[f64; 2]>) {
         let points: Vec<[f64; 3]> = canonical().iter().map(|&(_, p)| p).collect();
@@ -585,47 +589,15 @@ mod tests {
     fn signs_are_as_documented() {
         let camera = Camera::for_frame(640, 480, None);
         // Turned towards the image's right: the nose tip moves right of the eyes' midpoint.
-        let (_, turned) = project_model(
-            Pose {
-                yaw: 30.0,
-                pitch: 0.0,
-                roll: 0.0,
-            },
-            [0.0, 0.0, 60.0],
-            &camera,
-        );
+        let (_, turned) = project_model(angles(30.0, 0.0, 0.0), [0.0, 0.0, 60.0], &camera);
         let mid = (turned[3][0] + turned[6][0]) / 2.0;
         assert!(turned[1][0] > mid, "{turned:?}");
         // Tilted up: the nose tip rises (smaller y) relative to the frontal projection.
-        let (_, frontal) = project_model(
-            Pose {
-                yaw: 0.0,
-                pitch: 0.0,
-                roll: 0.0,
-            },
-            [0.0, 0.0, 60.0],
-            &camera,
-        );
-        let (_, up) = project_model(
-            Pose {
-                yaw: 0.0,
-                pitch: 20.0,
-                roll: 0.0,
-            },
-            [0.0, 0.0, 60.0],
-            &camera,
-        );
+        let (_, frontal) = project_model(angles(0.0, 0.0, 0.0), [0.0, 0.0, 60.0], &camera);
+        let (_, up) = project_model(angles(0.0, 20.0, 0.0), [0.0, 0.0, 60.0], &camera);
         assert!(up[1][1] < frontal[1][1]);
         // Rolled counter-clockwise: the person's left eye (image right) rises above the right.
-        let (_, rolled) = project_model(
-            Pose {
-                yaw: 0.0,
-                pitch: 0.0,
-                roll: 15.0,
-            },
-            [0.0, 0.0, 60.0],
-            &camera,
-        );
+        let (_, rolled) = project_model(angles(0.0, 0.0, 15.0), [0.0, 0.0, 60.0], &camera);
         assert!(rolled[6][1] < rolled[3][1], "{rolled:?}");
     }
 
@@ -633,15 +605,8 @@ mod tests {
     fn looking_is_a_cone_around_the_screen() {
         let camera = Camera::for_frame(640, 480, None);
         let posed = |yaw: f32, pitch: f32| {
-            let (points, observed) = project_model(
-                Pose {
-                    yaw,
-                    pitch,
-                    roll: 0.0,
-                },
-                [0.0, 0.0, 70.0],
-                &camera,
-            );
+            let (points, observed) =
+                project_model(angles(yaw, pitch, 0.0), [0.0, 0.0, 70.0], &camera);
             fit(&points, &observed, &camera).expect("a fit")
         };
         let cone = Attention::default();

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use crate::util::{
-    edge_fer, edit_json, fixture, json_lines, model_copy, repo, stderr, write_truncated, LANDSCAPE,
-    PORTRAITS,
+    assert_refused, edge_fer, edit_json, fixture, json_lines, model_copy, repo, stderr,
+    write_truncated, LANDSCAPE, PORTRAITS,
 };
 
 const LABELS: [&str; 7] = [
@@ -158,6 +158,7 @@ fn text_format_names_the_expression() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains("biden.jpg #0: face 1 at"), "{text}");
+    assert!(text.contains(", looking, yaw "), "{text}");
     assert!(
         LABELS.iter().any(|l| text.contains(&format!(": {l} "))),
         "{text}"
@@ -512,18 +513,7 @@ fn attention_settings_out_of_range_are_refused_naming_the_flag() {
         ),
         ("--attention-cone", "wide", "\"wide\" is not a number"),
     ] {
-        let out = edge_fer(&["--image", image, flag, value]);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{flag} {value}: {}",
-            stderr(&out)
-        );
-        let err = stderr(&out);
-        assert!(
-            err.contains(flag) && err.contains(says),
-            "{flag} {value}: {err}"
-        );
+        assert_refused(&["--image", image], flag, value, says);
     }
     // A narrow cone with the camera far above the screen: the frontal portrait is not looking.
     let out = edge_fer(&[

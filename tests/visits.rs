@@ -2,7 +2,7 @@
 
 use image::RgbImage;
 
-use crate::util::{edge_fer, fixture, json_lines, stderr};
+use crate::util::{assert_refused, edge_fer, fixture, json_lines, stderr};
 
 /// Writes `pattern` as frames (true: Grace Hopper's portrait over grey, false: grey alone) into
 /// a new folder.
@@ -140,13 +140,7 @@ fn bad_visit_settings_are_refused_naming_the_flag() {
         ),
         ("--frame-rate", "0", "frame rate 0 is out of range"),
     ] {
-        let out = edge_fer(&["--image", "x.png", flag, value]);
-        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
-        let err = stderr(&out);
-        assert!(
-            err.contains(flag) && err.contains(says),
-            "{flag} {value}: {err}"
-        );
+        assert_refused(&["--image", "x.png"], flag, value, says);
     }
     let out = edge_fer(&[
         "--image",

@@ -43,6 +43,20 @@ pub fn edge_fer(args: &[&str]) -> Output {
         .expect("running edge-fer")
 }
 
+/// Runs the binary with `args` plus `flag value` and checks clap refused it (status 2) with a
+/// message naming the flag and saying `says`.
+pub fn assert_refused(args: &[&str], flag: &str, value: &str, says: &str) {
+    let mut all = args.to_vec();
+    all.extend([flag, value]);
+    let out = edge_fer(&all);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+    assert!(
+        err.contains(flag) && err.contains(says),
+        "{flag} {value}: {err}"
+    );
+}
+
 /// stdout's lines parsed as JSON.
 pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
