@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Compares two edge-fer JSON-lines outputs of the same input: the x86_64 build's and the aarch64
-build's. Frames, face boxes, landmarks and labels must be equal; every probability within TOL.
+build's. Frames, face boxes, landmarks, labels and `looking` must be equal; every probability
+within TOL; head-pose angles (printed to 0.1 degree) within 0.1 degree.
 Prints one line per difference and exits 1 if there is any (2 on unreadable input).
 
 usage: compare.py HOST.jsonl ARM.jsonl [--tol 1e-4]
@@ -29,6 +30,11 @@ def diff_face(where, a, b, tol):
         out.append(f"{where}: landmarks differ")
     if a.get("label") != b.get("label"):
         out.append(f"{where}: label {a.get('label')} vs {b.get('label')}")
+    if a.get("looking") != b.get("looking"):
+        out.append(f"{where}: looking {a.get('looking')} vs {b.get('looking')}")
+    qa, qb = a.get("pose") or {}, b.get("pose") or {}
+    if set(qa) != set(qb) or any(abs(qa[k] - qb[k]) > 0.1 + 1e-9 for k in qa):
+        out.append(f"{where}: pose {qa} vs {qb}")
     pa, pb = a.get("probs", {}), b.get("probs", {})
     if list(pa) != list(pb):
         out.append(f"{where}: labels {list(pa)} vs {list(pb)}")
