@@ -57,7 +57,7 @@ struct Cli {
     /// Threads each face's classification runs on. Default: all cores for a large model (from
     /// 0.5 G multiply-adds per face, e.g. a ResNet-18 export), 1 for a small one (the built-in
     /// model, which more threads only slow down).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     classifier_threads: Option<u32>,
 
     /// The images are already aligned face crops (e.g. RAF-DB's aligned set, `train prepare`'s

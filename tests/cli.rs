@@ -511,6 +511,8 @@ fn attention_settings_out_of_range_are_refused_naming_the_flag() {
             "-3",
             "focal length -3 pixels is out of range",
         ),
+        ("--classifier-threads", "0", "0 is not in 1..=256"),
+        ("--classifier-threads", "9999", "9999 is not in 1..=256"),
         ("--attention-cone", "wide", "\"wide\" is not a number"),
     ] {
         assert_refused(&["--image", image], flag, value, says);
