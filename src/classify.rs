@@ -327,19 +327,18 @@ impl Classifier {
         let one = HashMap::from([(batch, 1.to_dim())]);
         let single = typed.set_symbols(&one).map_err(load_err)?;
         let multiply_adds = multiply_adds(&single).map_err(load_err)?;
+        let threads = default_threads(multiply_adds);
         let plan = single
             .into_optimized()
-            .and_then(|m| m.into_runnable())
+            .and_then(|m| m.into_runnable_with_options(&run_options(threads)))
             .map_err(load_err)?;
-        let mut classifier = Classifier {
+        Ok(Classifier {
             card,
             card_path: card_path.to_path_buf(),
             plan,
             multiply_adds,
-            threads: 1,
-        };
-        classifier.set_threads(None).map_err(load_err)?;
-        Ok(classifier)
+            threads,
+        })
     }
 
     /// Runs each face on `threads` threads (tract's matrix products on a pool of their own), or,
@@ -355,26 +354,15 @@ impl Classifier {
                 "the classifier needs at least 1 thread".into(),
             ));
         }
-        self.set_threads(threads)
-            .map_err(|e| Error::Invalid(format!("classifier threads: {e:#}")))?;
+        let threads = threads.unwrap_or_else(|| default_threads(self.multiply_adds));
+        // Loading already planned for the default; only another count needs a new plan.
+        if threads != self.threads {
+            self.plan =
+                SimplePlan::new_with_options(self.plan.model().clone(), &run_options(threads))
+                    .map_err(|e| Error::Invalid(format!("classifier threads: {e:#}")))?;
+            self.threads = threads;
+        }
         Ok(self)
-    }
-
-    fn set_threads(&mut self, threads: Option<usize>) -> TractResult<()> {
-        let threads = threads.unwrap_or_else(|| {
-            if self.multiply_adds >= THREADS_FROM_MULTIPLY_ADDS {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            } else {
-                1
-            }
-        });
-        let options = RunOptions {
-            executor: (threads > 1).then(|| Executor::multithread_with_name(threads, "classify")),
-            ..RunOptions::default()
-        };
-        self.plan = SimplePlan::new_with_options(self.plan.model().clone(), &options)?;
-        self.threads = threads;
-        Ok(())
     }
 
     /// How many threads each face runs on.
@@ -456,6 +444,24 @@ impl Classifier {
             values.extend(view.iter().copied());
         }
         Ok(values)
+    }
+}
+
+/// All cores for a model large enough for more threads to pay ([`THREADS_FROM_MULTIPLY_ADDS`]),
+/// one otherwise.
+fn default_threads(multiply_adds: u64) -> usize {
+    if multiply_adds >= THREADS_FROM_MULTIPLY_ADDS {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    }
+}
+
+/// A plan's options for `threads` threads: a pool of its own beyond one.
+fn run_options(threads: usize) -> RunOptions {
+    RunOptions {
+        executor: (threads > 1).then(|| Executor::multithread_with_name(threads, "classify")),
+        ..RunOptions::default()
     }
 }
 
