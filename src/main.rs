@@ -274,54 +274,64 @@ fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
 }
 
 fn parse_visit_timeout(text: &str) -> Result<f64, String> {
-    let timeout_s = parse_number(text)?;
-    VisitConfig {
-        timeout_s,
-        ..VisitConfig::default()
-    }
-    .validate()
-    .map(|()| timeout_s)
+    checked_number(text, |timeout_s| {
+        VisitConfig {
+            timeout_s,
+            ..VisitConfig::default()
+        }
+        .validate()
+    })
 }
 
 fn parse_frame_rate(text: &str) -> Result<f64, String> {
-    let fps: f64 = parse_number(text)?;
-    if fps > 0.0 && fps <= 1000.0 {
-        Ok(fps)
-    } else {
-        Err(format!(
-            "frame rate {fps} is out of range: give (0, 1000] frames per second"
-        ))
-    }
+    checked_number(text, |fps: f64| {
+        if fps > 0.0 && fps <= 1000.0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "frame rate {fps} is out of range: give (0, 1000] frames per second"
+            ))
+        }
+    })
+}
+
+/// A number that the library's own range check (`validate`, given the number) accepts.
+fn checked_number<T: std::str::FromStr + Copy>(
+    text: &str,
+    validate: impl FnOnce(T) -> Result<(), String>,
+) -> Result<T, String> {
+    let value = parse_number(text)?;
+    validate(value).map(|()| value)
 }
 
 fn parse_focal(text: &str) -> Result<f64, String> {
-    let focal = parse_number(text)?;
-    PoseConfig {
-        focal: Some(focal),
-        ..PoseConfig::default()
-    }
-    .validate()
-    .map(|()| focal)
+    checked_number(text, |focal| {
+        PoseConfig {
+            focal: Some(focal),
+            ..PoseConfig::default()
+        }
+        .validate()
+    })
 }
 
 fn parse_cone(text: &str) -> Result<f32, String> {
-    let cone = parse_number(text)?;
-    Attention {
-        cone,
-        ..Attention::default()
-    }
-    .validate()
-    .map(|()| cone)
+    checked_number(text, |cone| {
+        Attention {
+            cone,
+            ..Attention::default()
+        }
+        .validate()
+    })
 }
 
 fn parse_pitch_offset(text: &str) -> Result<f32, String> {
-    let pitch_offset = parse_number(text)?;
-    Attention {
-        pitch_offset,
-        ..Attention::default()
-    }
-    .validate()
-    .map(|()| pitch_offset)
+    checked_number(text, |pitch_offset| {
+        Attention {
+            pitch_offset,
+            ..Attention::default()
+        }
+        .validate()
+    })
 }
 
 /// Where `--visits` writes: the file (created or truncated now, so a path that cannot be written is
