@@ -43,7 +43,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("temporary folder");
     let frames = common::frames_640x480(dir.path());
     let hub = Hub::new(15);
-    let server = Server::start("127.0.0.1:0".parse().unwrap(), hub.clone()).expect("server");
+    let server = Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        hub.clone(),
+        None,
+        Default::default(),
+    )
+    .expect("server");
     let addr = server.addr();
     let stop = Arc::new(AtomicBool::new(false));
     let config = PipelineConfig {

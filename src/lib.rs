@@ -17,6 +17,7 @@ pub mod classify;
 pub mod detect;
 pub mod error;
 pub mod hog;
+pub mod metrics;
 pub mod model_card;
 pub mod output;
 pub mod pipeline;

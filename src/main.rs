@@ -15,10 +15,11 @@ use edge_fer::capture::{
     list_cameras, Backoff, CameraConfig, CameraSource, ImageFiles, Reconnecting,
 };
 use edge_fer::detect::{DetectorChoice, DEFAULT_LANDMARKS_MODEL, LANDMARKS_MODEL_ENV};
+use edge_fer::metrics::{BuildInfo, Counters, Metrics};
 use edge_fer::output::Format;
 use edge_fer::pipeline::{self, PipelineConfig, VisitsSink};
 use edge_fer::pose::{Attention, PoseConfig};
-use edge_fer::serve::{Hub, Server};
+use edge_fer::serve::{Hub, ServeOptions, Server, DEFAULT_HEADER_TIMEOUT_S};
 use edge_fer::track::TrackConfig;
 use edge_fer::visits::VisitConfig;
 use edge_fer::{Classifier, FaceFinder, FaceFinderConfig, FrameSource};
@@ -168,6 +169,17 @@ struct Cli {
     /// give 0.0.0.0:PORT to open it to the network.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
     serve: Option<SocketAddr>,
+
+    /// Health metrics for Prometheus (frames, drops, faces, stage latencies, camera reconnects,
+    /// MQTT queue) on http://ADDR/metrics. The kiosk view (--serve) also has them on /metrics;
+    /// this serves them alone, e.g. without the view.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+
+    /// Web servers (--serve, --metrics): seconds a client has to send a request's headers, and a
+    /// kept-alive connection may stay idle, before it is closed. Open streams are not cut.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    serve_timeout: u64,
 
     /// Images and frames folders: start again after the last one, until stopped (a stand-in
     /// camera, e.g. for the kiosk view).
@@ -394,6 +406,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     // Open the source first: a missing camera or empty folder should be reported before the
     // seconds spent loading models.
     let stop = stop_on_signals()?;
+    let counters = Counters::default();
     let mut source: Box<dyn FrameSource> = if let Some(index) = cli.camera {
         let config = CameraConfig {
             index,
@@ -407,13 +420,16 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         if cli.exit_on_camera_loss {
             camera
         } else {
-            Box::new(Reconnecting::new(
-                camera,
-                move || Ok(Box::new(CameraSource::open(config)?) as Box<dyn FrameSource>),
-                format!("camera {index}"),
-                Backoff::default(),
-                Arc::clone(&stop),
-            ))
+            Box::new(
+                Reconnecting::new(
+                    camera,
+                    move || Ok(Box::new(CameraSource::open(config)?) as Box<dyn FrameSource>),
+                    format!("camera {index}"),
+                    Backoff::default(),
+                    Arc::clone(&stop),
+                )
+                .counting_into(counters.camera_reconnects.clone()),
+            )
         }
     } else {
         let files = match &cli.frames {
@@ -485,6 +501,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             .or(from_camera.then_some(0.5))
             .filter(|&a| a < 1.0),
         times: Arc::default(),
+        counters: counters.clone(),
         stats_every: cli.stats.map(Duration::from_secs),
         stats_now: report_on_sigusr1()?,
         publish: cli.serve.map(|_| {
@@ -514,14 +531,35 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             },
         },
     };
+    let metrics = Arc::new(Metrics::new(
+        &BuildInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            model: classifier.card().name.clone(),
+            model_sha256: classifier.card().sha256.clone(),
+        },
+        &counters,
+        &config.times,
+    ));
+    let serve_options = ServeOptions {
+        header_timeout: Duration::from_secs(cli.serve_timeout),
+    };
     // Bound before the run starts, so a taken port is reported at once.
     let server = match (cli.serve, &config.publish) {
         (Some(addr), Some(hub)) => {
-            let server = Server::start(addr, hub.clone())?;
+            let server =
+                Server::start(addr, hub.clone(), Some(Arc::clone(&metrics)), serve_options)?;
             eprintln!("edge-fer: kiosk view on http://{}/", server.addr());
             Some(server)
         }
         _ => None,
+    };
+    let metrics_server = match cli.metrics {
+        Some(addr) => {
+            let server = Server::metrics(addr, Arc::clone(&metrics), serve_options)?;
+            eprintln!("edge-fer: metrics on http://{}/metrics", server.addr());
+            Some(server)
+        }
+        None => None,
     };
     let started = Instant::now();
     let live = source.is_live();
@@ -554,6 +592,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(?stats, "done");
     drop(server);
+    drop(metrics_server);
     let reached_max = cli.max_frames.is_some_and(|max| stats.frames >= max);
     if live && !stats.stopped && !stats.output_closed && !reached_max {
         // Only a camera without reconnection ends on its own: it was lost.

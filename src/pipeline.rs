@@ -20,6 +20,7 @@ use crate::capture::{FailedFrame, Frame, FrameSource};
 use crate::classify::{AlignedFace, Classifier};
 use crate::detect::{FaceBox, FaceFinder, Landmarks};
 use crate::error::{Error, Result};
+use crate::metrics::Counters;
 use crate::output::{write_result, FaceResult, Format, FrameResult};
 use crate::pose::{Pose, PoseConfig};
 use crate::serve::Hub;
@@ -46,6 +47,8 @@ pub struct PipelineConfig {
     pub smoothing: Option<f32>,
     /// Where each stage records its latencies (read them during or after the run).
     pub times: Arc<PipelineTimes>,
+    /// What the run counts, for `/metrics` (read them during or after the run).
+    pub counters: Counters,
     /// Print a stage report to standard error this often.
     pub stats_every: Option<Duration>,
     /// Set (by SIGUSR1) to print a stage report now; cleared once printed.
@@ -175,8 +178,17 @@ pub fn run(
     let (times, format) = (Arc::clone(&config.times), config.format);
     let hub = config.publish.clone();
     let visits_out = config.visits.clone();
+    let counters = config.counters.clone();
     let output = spawn("output", move || {
-        output_stage(out, visits_out, result_rx, format, hub.as_ref(), &times)
+        output_stage(
+            out,
+            visits_out,
+            result_rx,
+            format,
+            hub.as_ref(),
+            &times,
+            &counters,
+        )
     })?;
 
     let bar = progress_bar(source, config.progress);
@@ -207,13 +219,16 @@ pub fn run(
         };
         config.times.capture.record(read.elapsed());
         stats.frames += 1;
+        config.counters.frames.inc();
         bar.inc(1);
         let item = match next {
             Ok(frame) => Item::Frame(frame),
             Err(failed) => Item::Failed(failed),
         };
         let sent = match &stale_rx {
-            Some(rx) => send_dropping_stale(&capture_tx, rx, item, &mut stats.dropped),
+            Some(rx) => {
+                send_dropping_stale(&capture_tx, rx, item, &mut stats.dropped, &config.counters)
+            }
             None => capture_tx.send(item).is_ok(),
         };
         if !sent {
@@ -240,6 +255,7 @@ fn send_dropping_stale(
     rx: &Receiver<Item>,
     item: Item,
     dropped: &mut u64,
+    counters: &Counters,
 ) -> bool {
     match tx.try_send(item) {
         Ok(()) => true,
@@ -247,6 +263,7 @@ fn send_dropping_stale(
         Err(TrySendError::Full(item)) => {
             if rx.try_recv().is_ok() {
                 *dropped += 1;
+                counters.dropped.inc();
             }
             tx.send(item).is_ok()
         }
@@ -523,9 +540,11 @@ fn output_stage(
     format: Format,
     hub: Option<&Hub>,
     times: &PipelineTimes,
+    counters: &Counters,
 ) -> Result<(u64, u64, bool)> {
     let (mut faces, mut failed) = (0, 0);
     for finished in rx {
+        counters.visits.inc_by(finished.visits.len() as u64);
         // Visits that ended before this frame are written first, then the frame.
         if let Some(sink) = &visits {
             if let Err(e) = write_visits(sink, &finished.visits) {
@@ -548,8 +567,12 @@ fn output_stage(
                 Err(e) => tracing::warn!("cannot publish a result: {e}"),
             }
         }
-        faces += result.faces.as_ref().map_or(0, |f| f.len() as u64);
+        let found = result.faces.as_ref().map_or(0, |f| f.len() as u64);
+        faces += found;
         failed += u64::from(result.error.is_some());
+        counters.faces.inc_by(found);
+        counters.faces_present.set(found as i64);
+        counters.failed.inc_by(u64::from(result.error.is_some()));
         match times
             .output
             .time(|| write_result(&mut *out, &result, format))

@@ -1,14 +1,32 @@
 //! Per-stage latencies of a run, to see where a frame's time goes on a small board: each pipeline
 //! thread records how long its step took per frame; a report gives median, 95th percentile and
-//! maximum over the most recent frames, with the counts of frames and drops.
+//! maximum over the most recent frames, with the counts of frames and drops. Every sample also
+//! goes into a Prometheus histogram ([`PipelineTimes::histograms`]) for `/metrics`.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
 /// Latencies of one stage: the most recent `WINDOW` in a ring, plus totals over the whole run.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StageTimer {
     inner: Mutex<Window>,
+    histogram: Histogram,
+}
+
+impl Default for StageTimer {
+    fn default() -> Self {
+        StageTimer::with_histogram(stage_histogram())
+    }
+}
+
+/// Histogram buckets from 0.1 ms to ~3.3 s, doubling: a BlazeFace pass on a fast core and a
+/// ResNet-18 face on a Pi both land inside.
+fn stage_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1e-4, 2.0, 16))
 }
 
 /// Recent samples kept per stage (memory stays flat on a run of months).
@@ -36,8 +54,16 @@ pub struct StageSummary {
 }
 
 impl StageTimer {
+    fn with_histogram(histogram: Histogram) -> Self {
+        StageTimer {
+            inner: Mutex::default(),
+            histogram,
+        }
+    }
+
     /// Records one sample.
     pub fn record(&self, took: Duration) {
+        self.histogram.observe(took.as_secs_f64());
         let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if w.recent.len() < WINDOW {
             w.recent.push(took);
@@ -79,8 +105,15 @@ impl StageTimer {
     }
 }
 
+/// The `stage` label of [`PipelineTimes::histograms`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    /// capture, detect, landmarks, classify or output.
+    pub stage: &'static str,
+}
+
 /// The pipeline's stages, in frame order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PipelineTimes {
     /// Reading (and decoding) a frame from the source.
     pub capture: StageTimer,
@@ -92,9 +125,33 @@ pub struct PipelineTimes {
     pub classify: StageTimer,
     /// Writing the frame's result.
     pub output: StageTimer,
+    histograms: Family<StageLabel, Histogram>,
+}
+
+impl Default for PipelineTimes {
+    fn default() -> Self {
+        let histograms = Family::<StageLabel, Histogram>::new_with_constructor(stage_histogram);
+        // Each timer holds its own handle on its family member (a shared, lock-free histogram).
+        let timer = |stage| {
+            StageTimer::with_histogram(histograms.get_or_create_owned(&StageLabel { stage }))
+        };
+        PipelineTimes {
+            capture: timer("capture"),
+            detect: timer("detect"),
+            landmarks: timer("landmarks"),
+            classify: timer("classify"),
+            output: timer("output"),
+            histograms,
+        }
+    }
 }
 
 impl PipelineTimes {
+    /// Every stage's latencies in seconds, labelled by stage, for a metrics registry.
+    pub fn histograms(&self) -> Family<StageLabel, Histogram> {
+        self.histograms.clone()
+    }
+
     /// One line: each stage's median / p95 / max in milliseconds, then frames, drops and rate.
     pub fn report(&self, frames: u64, dropped: u64, elapsed: Duration) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;

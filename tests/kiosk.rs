@@ -2,112 +2,15 @@
 //! (Debian's `chromium`) loads the page, and the screenshot must show a face box and the DOM a
 //! label. The screenshot is kept as an artefact: target/tmp/kiosk.png.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::util::fixture;
+use crate::util::serving::{get, request, Serving};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// edge-fer serving on a free loopback port; killed (SIGTERM) on drop.
-struct Serving {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Serving {
-    fn start(extra: &[&str]) -> Serving {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-fer"))
-            .args(extra)
-            .args(["--image"])
-            .arg(fixture("grace_hopper_512x512.jpg"))
-            .args(["--loop", "--serve", "127.0.0.1:0"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("edge-fer: kiosk view on http://")
-            .and_then(|rest| rest.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .unwrap();
-        // Keep draining stderr so the child never blocks on it.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        let serving = Serving { child, addr };
-        // Wait for the first result.
-        for _ in 0..100 {
-            if get(serving.addr, "/latest").0 == 200 {
-                return serving;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("no result published within 10 s");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        terminate(&self.child);
-        let status = self.child.wait().unwrap();
-        std::mem::forget(self);
-        status
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn terminate(child: &Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-}
-
-/// A minimal HTTP/1.1 request; returns the status code and the body.
-fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = match response.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(at) => response[at + 4..].to_vec(),
-        None => Vec::new(),
-    };
-    (status, body)
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    request(addr, "GET", path)
-}
 
 fn chromium(args: &[&str], url: &str) -> std::process::Output {
     assert!(

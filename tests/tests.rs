@@ -10,6 +10,7 @@
 //! - `pose`: head pose from dlib's landmarks on the fixture portraits and their mirror images.
 //! - `track`: following a moving face between detections; track ids and stats in the CLI.
 //! - `visits`: a real face present, away and back in a frames folder, through the binary.
+//! - `server`: the web servers' timeouts under slow and idle clients, and `/metrics`.
 //! - `cli`: the built `edge-fer` binary end to end: output schema, formats, bad input.
 
 mod blazeface;
@@ -21,6 +22,7 @@ mod kiosk;
 mod model;
 mod pipeline;
 mod pose;
+mod server;
 mod track;
 mod util;
 mod visits;

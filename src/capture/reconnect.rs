@@ -43,7 +43,7 @@ pub struct Reconnecting<F> {
     next: u64,
     name: String,
     lost_since: Option<Instant>,
-    reconnects: u64,
+    reconnects: prometheus_client::metrics::counter::Counter,
     waits: Vec<Duration>,
 }
 
@@ -69,14 +69,20 @@ where
             next: 0,
             name: name.into(),
             lost_since: None,
-            reconnects: 0,
+            reconnects: Default::default(),
             waits: Vec::new(),
         }
     }
 
     /// How many times the source was reopened after a loss.
     pub fn reconnects(&self) -> u64 {
-        self.reconnects
+        self.reconnects.get()
+    }
+
+    /// Counts reconnections into `counter` (a metric shared with `/metrics`).
+    pub fn counting_into(mut self, counter: prometheus_client::metrics::counter::Counter) -> Self {
+        self.reconnects = counter;
+        self
     }
 
     /// The waits between failed attempts so far, oldest first (the last 64).
@@ -111,7 +117,7 @@ where
             match (self.open)() {
                 Ok(source) => {
                     let gone = self.lost_since.take().map(|t| t.elapsed());
-                    self.reconnects += 1;
+                    self.reconnects.inc();
                     self.delay = self.backoff.initial;
                     tracing::warn!(
                         "{} is back after {:.1} s; resuming",

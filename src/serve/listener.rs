@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Open connections at once; further ones wait in the kernel's accept queue until one closes.
-pub const MAX_CONNECTIONS: usize = 64;
+/// Room for 64 clients stuck sending their headers (each cut at the header timeout) beside the
+/// [`crate::serve::MAX_STREAMS`] streams and ordinary requests.
+pub const MAX_CONNECTIONS: usize = 128;
 
 /// A TCP listener that holds at most [`MAX_CONNECTIONS`] connections open: a crowd of clients
 /// (or one misbehaving program) cannot take unbounded sockets, memory or tasks.

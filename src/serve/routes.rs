@@ -30,6 +30,22 @@ pub(super) fn router(hub: Hub) -> Router {
         .with_state(hub)
 }
 
+/// `/metrics` alone, encoding `metrics` on each scrape.
+pub(super) fn metrics_router(metrics: std::sync::Arc<crate::metrics::Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .layer(axum::extract::DefaultBodyLimit::max(1024))
+        .with_state(metrics)
+}
+
+async fn scrape(State(metrics): State<std::sync::Arc<crate::metrics::Metrics>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        metrics.encode(),
+    )
+        .into_response()
+}
+
 /// The page, with the latest result written in (so the first paint already shows it).
 async fn page(State(hub): State<Hub>) -> Html<String> {
     hub.viewer_seen();

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use edge_fer::{FaceFinder, FaceFinderConfig};
 
+pub mod serving;
+
 /// A photo in tests/fixtures/.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
