@@ -19,6 +19,7 @@ pub mod error;
 pub mod hog;
 pub mod metrics;
 pub mod model_card;
+pub mod mqtt;
 pub mod output;
 pub mod pipeline;
 pub mod pose;

@@ -15,7 +15,8 @@ use edge_fer::capture::{
     list_cameras, Backoff, CameraConfig, CameraSource, ImageFiles, Reconnecting,
 };
 use edge_fer::detect::{DetectorChoice, DEFAULT_LANDMARKS_MODEL, LANDMARKS_MODEL_ENV};
-use edge_fer::metrics::{BuildInfo, Counters, Metrics};
+use edge_fer::metrics::{BuildInfo, Counters, Metrics, MqttCounters};
+use edge_fer::mqtt::{BrokerUrl, MqttConfig, Publisher, DEFAULT_OUTBOX};
 use edge_fer::output::Format;
 use edge_fer::pipeline::{self, PipelineConfig, VisitsSink};
 use edge_fer::pose::{Attention, PoseConfig};
@@ -176,6 +177,45 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
 
+    /// Publish to an MQTT broker: mqtt://[USER:PASS@]HOST[:PORT][/PREFIX] or mqtts://... (TLS).
+    /// Topics PREFIX/DEVICE/status (retained online/offline), PREFIX/DEVICE/frame (results, QoS
+    /// 0, rate-limited) and PREFIX/DEVICE/visit (visit records, QoS 1, kept until acknowledged).
+    /// PREFIX defaults to edge-fer.
+    #[arg(long, value_name = "URL", value_parser = parse_mqtt_url)]
+    mqtt: Option<BrokerUrl>,
+
+    /// MQTT: a file whose first line is USER:PASSWORD (keeps the password out of the command
+    /// line and the process list).
+    #[arg(long, value_name = "FILE", requires = "mqtt")]
+    mqtt_credentials: Option<PathBuf>,
+
+    /// MQTT over TLS (mqtts://): trust the certificates in this PEM file instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "mqtt")]
+    mqtt_ca: Option<PathBuf>,
+
+    /// MQTT: this device's id in topics and payloads. Default: the host name.
+    #[arg(long, value_name = "ID")]
+    device_id: Option<String>,
+
+    /// MQTT: per-frame results published per second at most, on the frames' clock; 0 publishes
+    /// none (visits and status only).
+    #[arg(long, value_name = "FPS", default_value_t = 1.0, value_parser = parse_mqtt_frame_rate, allow_hyphen_values = true)]
+    mqtt_frame_rate: f64,
+
+    /// MQTT: visit records kept while the broker is away; when full, the oldest is dropped and
+    /// counted.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_OUTBOX as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    mqtt_outbox: u64,
+
+    /// MQTT: start even if the broker cannot be reached, and keep trying (records wait in the
+    /// outbox). Without it an unreachable broker at start is an error.
+    #[arg(long, requires = "mqtt")]
+    mqtt_wait: bool,
+
+    /// MQTT: at exit, seconds to wait for the broker to acknowledge the records still queued.
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    mqtt_drain: u64,
+
     /// Web servers (--serve, --metrics): seconds a client has to send a request's headers, and a
     /// kept-alive connection may stay idle, before it is closed. Open streams are not cut.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -292,6 +332,22 @@ fn parse_visit_timeout(text: &str) -> Result<f64, String> {
             ..VisitConfig::default()
         }
         .validate()
+    })
+}
+
+fn parse_mqtt_url(text: &str) -> Result<BrokerUrl, String> {
+    BrokerUrl::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_mqtt_frame_rate(text: &str) -> Result<f64, String> {
+    checked_number(text, |fps: f64| {
+        if (0.0..=1000.0).contains(&fps) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{fps} is out of range: give 0 to 1000 results per second"
+            ))
+        }
     })
 }
 
@@ -477,6 +533,23 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         "starting"
     );
 
+    let mqtt_counters = MqttCounters::default();
+    let publisher = match &cli.mqtt {
+        Some(url) => {
+            let mut mqtt = MqttConfig::new(url.clone());
+            mqtt.credentials_file = cli.mqtt_credentials.clone();
+            mqtt.ca_file = cli.mqtt_ca.clone();
+            if let Some(id) = &cli.device_id {
+                mqtt.device = id.clone();
+            }
+            mqtt.frame_rate = cli.mqtt_frame_rate;
+            mqtt.outbox = cli.mqtt_outbox as usize;
+            mqtt.wait = cli.mqtt_wait;
+            mqtt.drain = Duration::from_secs(cli.mqtt_drain);
+            Some(Publisher::start(mqtt, mqtt_counters.clone())?)
+        }
+        None => None,
+    };
     let from_camera = cli.camera.is_some();
     let config = PipelineConfig {
         max_frames: cli.max_frames,
@@ -512,6 +585,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         }),
         privacy: cli.privacy,
+        mqtt: publisher.as_ref().map(Publisher::sink),
         visit: VisitConfig {
             timeout_s: cli.visit_timeout,
             frame_s: 1.0
@@ -531,7 +605,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             },
         },
     };
-    let metrics = Arc::new(Metrics::new(
+    let metrics = Metrics::new(
         &BuildInfo {
             version: env!("CARGO_PKG_VERSION").into(),
             model: classifier.card().name.clone(),
@@ -539,7 +613,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         },
         &counters,
         &config.times,
-    ));
+    );
+    let metrics = Arc::new(match &publisher {
+        Some(_) => metrics.with_mqtt(&mqtt_counters),
+        None => metrics,
+    });
     let serve_options = ServeOptions {
         header_timeout: Duration::from_secs(cli.serve_timeout),
     };
@@ -591,6 +669,14 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         );
     }
     tracing::info!(?stats, "done");
+    if let Some(publisher) = publisher {
+        let broker = publisher.broker().to_string();
+        let delivery = publisher.finish();
+        eprintln!(
+            "edge-fer: MQTT {broker}: {} records delivered, {} dropped (outbox full), {} not delivered",
+            delivery.delivered, delivery.dropped, delivery.undelivered
+        );
+    }
     drop(server);
     drop(metrics_server);
     let reached_max = cli.max_frames.is_some_and(|max| stats.frames >= max);

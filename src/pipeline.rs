@@ -21,6 +21,7 @@ use crate::classify::{AlignedFace, Classifier};
 use crate::detect::{FaceBox, FaceFinder, Landmarks};
 use crate::error::{Error, Result};
 use crate::metrics::Counters;
+use crate::mqtt::MqttSink;
 use crate::output::{write_result, FaceResult, Format, FrameResult};
 use crate::pose::{Pose, PoseConfig};
 use crate::serve::Hub;
@@ -57,11 +58,13 @@ pub struct PipelineConfig {
     pub publish: Option<Hub>,
     /// How each face's head pose is fitted and whether it looks at the screen.
     pub pose: PoseConfig,
-    /// How visits are delimited. Visits are followed when they are written ([`Self::visits`]) or
-    /// the kiosk view shows them ([`Self::publish`]).
+    /// How visits are delimited. Visits are followed when they are written ([`Self::visits`]),
+    /// the kiosk view shows them ([`Self::publish`]) or they are published ([`Self::mqtt`]).
     pub visit: VisitConfig,
     /// Summarise each person's stay in visit records, written here as JSON lines.
     pub visits: Option<VisitsSink>,
+    /// Also publish results and visit records to an MQTT broker.
+    pub mqtt: Option<MqttSink>,
     /// Privacy mode: no landmarks leave the pipeline (every output's faces have none); with
     /// [`crate::serve::Hub::private`], no frame leaves the process.
     pub privacy: bool,
@@ -158,7 +161,7 @@ pub fn run(
     let (times, smoothing, pose) = (Arc::clone(&config.times), config.smoothing, config.pose);
     let privacy = config.privacy;
     let hub = config.publish.clone();
-    let visits = (config.visits.is_some() || config.publish.is_some())
+    let visits = (config.visits.is_some() || config.publish.is_some() || config.mqtt.is_some())
         .then(|| Visits::new(config.visit, classifier.card().labels.clone()));
     let classify = spawn("classify", move || {
         classify_stage(
@@ -176,19 +179,14 @@ pub fn run(
         )
     })?;
     let (times, format) = (Arc::clone(&config.times), config.format);
-    let hub = config.publish.clone();
-    let visits_out = config.visits.clone();
+    let sinks = Sinks {
+        visits: config.visits.clone(),
+        hub: config.publish.clone(),
+        mqtt: config.mqtt.clone(),
+    };
     let counters = config.counters.clone();
     let output = spawn("output", move || {
-        output_stage(
-            out,
-            visits_out,
-            result_rx,
-            format,
-            hub.as_ref(),
-            &times,
-            &counters,
-        )
+        output_stage(out, sinks, result_rx, format, &times, &counters)
     })?;
 
     let bar = progress_bar(source, config.progress);
@@ -532,18 +530,35 @@ fn failed_result(source: String, index: u64, timestamp_ms: u64, error: &Error) -
     }
 }
 
+/// Where results go besides the main output.
+struct Sinks {
+    visits: Option<VisitsSink>,
+    hub: Option<Hub>,
+    mqtt: Option<MqttSink>,
+}
+
 /// Writes results; returns (faces, failed frames, whether the output was closed early).
 fn output_stage(
     mut out: Box<dyn Write + Send>,
-    visits: Option<VisitsSink>,
+    sinks: Sinks,
     rx: Receiver<Finished>,
     format: Format,
-    hub: Option<&Hub>,
     times: &PipelineTimes,
     counters: &Counters,
 ) -> Result<(u64, u64, bool)> {
+    let Sinks {
+        visits,
+        hub,
+        mut mqtt,
+    } = sinks;
+    let hub = hub.as_ref();
     let (mut faces, mut failed) = (0, 0);
     for finished in rx {
+        if let Some(mqtt) = &mqtt {
+            for record in &finished.visits {
+                mqtt.visit(record);
+            }
+        }
         counters.visits.inc_by(finished.visits.len() as u64);
         // Visits that ended before this frame are written first, then the frame.
         if let Some(sink) = &visits {
@@ -566,6 +581,9 @@ fn output_stage(
                 Ok(json) => hub.publish(json, pixels.as_ref()),
                 Err(e) => tracing::warn!("cannot publish a result: {e}"),
             }
+        }
+        if let Some(mqtt) = &mut mqtt {
+            mqtt.frame(finished.time_s, &result);
         }
         let found = result.faces.as_ref().map_or(0, |f| f.len() as u64);
         faces += found;

@@ -5,6 +5,7 @@
 //! - `blazeface`: the BlazeFace detector against onnxruntime and mediapipe, and with dlib's landmarks.
 //! - `faces`: detection and landmarks through the library.
 //! - `model`: the shipped model under tract against its onnxruntime reference, and card checks.
+//! - `mqtt`: status, frames and visits through a real Mosquitto, restarted mid-run; errors.
 //! - `pipeline`: the threaded pipeline with a stand-in live camera and with files.
 //! - `camera_loss`: a stand-in camera that disappears and returns, through the real pipeline.
 //! - `pose`: head pose from dlib's landmarks on the fixture portraits and their mirror images.
@@ -20,6 +21,7 @@ mod faces;
 mod fuzz_corpus;
 mod kiosk;
 mod model;
+mod mqtt;
 mod pipeline;
 mod pose;
 mod server;
