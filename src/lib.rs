@@ -14,6 +14,7 @@ pub mod blazeface;
 pub mod capture;
 pub mod checksum;
 pub mod classify;
+pub mod config_file;
 pub mod detect;
 pub mod error;
 pub mod hog;

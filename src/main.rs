@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use edge_fer::capture::DEFAULT_FRAME_RATE;
 use edge_fer::capture::{
     list_cameras, Backoff, CameraConfig, CameraSource, ImageFiles, Reconnecting,
 };
+use edge_fer::config_file;
 use edge_fer::detect::{DetectorChoice, DEFAULT_LANDMARKS_MODEL, LANDMARKS_MODEL_ENV};
 use edge_fer::metrics::{BuildInfo, Counters, Metrics, MqttCounters};
 use edge_fer::mqtt::{BrokerUrl, MqttConfig, Publisher, DEFAULT_OUTBOX};
@@ -32,10 +33,25 @@ use edge_fer::{Classifier, FaceFinder, FaceFinderConfig, FrameSource};
 /// some frames could not be processed (each is reported in the output), 3 if the camera was lost
 /// with --exit-on-camera-loss. SIGINT or SIGTERM stop capture, finish the frames in flight and exit
 /// 0; a second one exits at once.
+///
+/// Every long option can also be set in a TOML file (--config FILE: `max-faces = 4`,
+/// `privacy = true`, `image = ["a.png"]`) or an environment variable (EDGE_FER_MAX_FACES=4).
+/// Precedence: flag, then environment, then file, then default.
 #[derive(Debug, Parser)]
 #[command(name = "edge-fer", version, about, long_about = None)]
 #[command(group(ArgGroup::new("input").required(true).args(["camera", "image", "frames", "list_cameras"])))]
 struct Cli {
+    /// Read options from this TOML file. Keys are the long options' names: `max-faces = 4`,
+    /// `privacy = true`, `image = ["a.png", "b.png"]`, `serve = true` (its default address).
+    /// Each option's environment variable (shown with it, e.g. EDGE_FER_MAX_FACES) wins over the
+    /// file, and a flag over both. Unknown keys are refused.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Print the options given (by flags, environment and --config) as a config file, then exit.
+    #[arg(long)]
+    print_config: bool,
+
     /// Read frames from camera N (/dev/videoN on Linux).
     #[arg(long, value_name = "N")]
     camera: Option<u32>,
@@ -288,8 +304,43 @@ enum OutputFormat {
     Text,
 }
 
+/// The prefix of every option's environment variable.
+const ENV_PREFIX: &str = "EDGE_FER";
+
+/// Flags, environment and config file, merged and checked by clap.
+fn parse_options() -> Result<Cli, ExitCode> {
+    let command = config_file::with_env(Cli::command(), ENV_PREFIX, &["print-config"]);
+    let layered =
+        config_file::layer(&command, std::env::args_os().collect(), "config").map_err(|e| {
+            eprintln!("edge-fer: {e}");
+            ExitCode::from(2)
+        })?;
+    let matches = match command.clone().try_get_matches_from(&layered.args) {
+        Ok(matches) => matches,
+        Err(e) => match layered.blame(&e) {
+            Some(file) => {
+                eprintln!("edge-fer: {file}");
+                return Err(ExitCode::from(2));
+            }
+            None => e.exit(),
+        },
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if cli.print_config {
+        print!(
+            "{}",
+            config_file::render(&command, &matches, &["config", "print-config"])
+        );
+        return Err(ExitCode::SUCCESS);
+    }
+    Ok(cli)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_options() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_logging(cli.verbose);
     match run(&cli) {
         Ok(code) => code,

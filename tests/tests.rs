@@ -12,11 +12,13 @@
 //! - `track`: following a moving face between detections; track ids and stats in the CLI.
 //! - `visits`: a real face present, away and back in a frames folder, through the binary.
 //! - `server`: the web servers' timeouts under slow and idle clients, and `/metrics`.
+//! - `config`: `--config FILE` and the options' environment variables: precedence, refusals.
 //! - `cli`: the built `edge-fer` binary end to end: output schema, formats, bad input.
 
 mod blazeface;
 mod camera_loss;
 mod cli;
+mod config;
 mod faces;
 mod fuzz_corpus;
 mod kiosk;
