@@ -193,3 +193,85 @@ fn unknown_keys_and_values_out_of_range_are_refused_naming_the_file_and_the_key(
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--max-faces"), "{}", stderr(&out));
 }
+
+/// The packaged service's config file, as the binary reads it.
+#[test]
+fn the_packaged_config_file_is_valid_and_says_camera_0_in_privacy_mode() {
+    let file = crate::util::repo("cross/debian/edge-fer.toml");
+    let out = run(&["--config", file.to_str().unwrap(), "--print-config"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    assert_eq!(printed["camera"].as_integer(), Some(0));
+    assert_eq!(printed["privacy"].as_bool(), Some(true));
+    assert_eq!(printed["verbose"].as_integer(), Some(1));
+}
+
+/// The upgrade path from 0.1's `edge-fer.conf` (EDGE_FER_ARGS): `cross/debian/migrate-conf`,
+/// which the package's postinst runs, turns an edited one into an equivalent edge-fer.toml.
+#[test]
+fn an_old_environment_file_is_carried_over_into_an_equivalent_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("edge-fer.conf");
+    std::fs::write(
+        &old,
+        "# edited by the admin\n\
+         EDGE_FER_ARGS=\"--camera 1 --width 320 --height 240 --serve 0.0.0.0:8080 --max-faces 3 --attention-pitch -15 --privacy\"\n\
+         EDGE_FER_LANDMARKS_MODEL=/usr/share/dlib/shape_predictor_68_face_landmarks.dat\n\
+         RUST_LOG=debug\n",
+    )
+    .unwrap();
+    let new = dir.path().join("edge-fer.toml");
+    let migrate = |old: &Path| {
+        Command::new(crate::util::repo("cross/debian/migrate-conf"))
+            .arg(old)
+            .arg(&new)
+            .arg(env!("CARGO_BIN_EXE_edge-fer"))
+            .output()
+            .unwrap()
+    };
+    let out = migrate(&old);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&new).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    assert_eq!(table["camera"].as_integer(), Some(1), "{text}");
+    assert_eq!(table["serve"].as_str(), Some("0.0.0.0:8080"), "{text}");
+    assert_eq!(table["attention-pitch"].as_integer(), Some(-15), "{text}");
+    assert_eq!(table["privacy"].as_bool(), Some(true), "{text}");
+    assert_eq!(table["verbose"].as_integer(), Some(2), "{text}");
+    // The new file means what the old command line meant.
+    let from_file = run(&["--config", new.to_str().unwrap(), "--print-config"], &[]);
+    let from_flags = run(
+        &[
+            "--camera",
+            "1",
+            "--width",
+            "320",
+            "--height",
+            "240",
+            "--serve",
+            "0.0.0.0:8080",
+            "--max-faces",
+            "3",
+            "--attention-pitch",
+            "-15",
+            "--privacy",
+            "--landmarks-model",
+            "/usr/share/dlib/shape_predictor_68_face_landmarks.dat",
+            "-vv",
+            "--print-config",
+        ],
+        &[],
+    );
+    assert!(from_file.status.success(), "{}", stderr(&from_file));
+    assert_eq!(
+        String::from_utf8_lossy(&from_file.stdout),
+        String::from_utf8_lossy(&from_flags.stdout)
+    );
+
+    // A command line that no longer parses leaves the new file as it was, and says why.
+    std::fs::write(&old, "EDGE_FER_ARGS=\"--camera 0 --no-such-flag\"\n").unwrap();
+    let out = migrate(&old);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--no-such-flag"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&new).unwrap(), text);
+}
