@@ -61,8 +61,15 @@ struct Broker {
 }
 
 impl Broker {
-    /// `listeners` is extra configuration (more listeners, TLS).
+    /// A broker running with `extra` configuration (more listeners, TLS).
     fn new(dir: &Path, extra: &str) -> Broker {
+        let mut broker = Broker::configured(dir, extra);
+        broker.start();
+        broker
+    }
+
+    /// Its files written, not started.
+    fn configured(dir: &Path, extra: &str) -> Broker {
         assert!(
             Path::new(MOSQUITTO).exists(),
             "{MOSQUITTO} is missing: ./test installs Debian's mosquitto for this test"
@@ -102,13 +109,11 @@ impl Broker {
             ),
         )
         .unwrap();
-        let mut broker = Broker {
+        Broker {
             child: None,
             port,
             conf,
-        };
-        broker.start();
-        broker
+        }
     }
 
     fn start(&mut self) {
@@ -327,16 +332,24 @@ impl Kiosk {
             .spawn()
             .unwrap();
         let mut reader = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let metrics = line
-            .trim()
-            .strip_prefix("edge-fer: metrics on http://")
-            .and_then(|r| r.strip_suffix("/metrics"))
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
+        // Warnings (an unreachable broker with --mqtt-wait) may come before the address.
+        let mut before = String::new();
+        let metrics: SocketAddr = loop {
+            let mut line = String::new();
+            assert!(
+                reader.read_line(&mut line).unwrap() > 0,
+                "no metrics address: {before}"
+            );
+            match line
+                .trim()
+                .strip_prefix("edge-fer: metrics on http://")
+                .and_then(|r| r.strip_suffix("/metrics"))
+            {
+                Some(addr) => break addr.parse().unwrap(),
+                None => before.push_str(&line),
+            }
+        };
+        let stderr = Arc::new(Mutex::new(before));
         {
             let stderr = Arc::clone(&stderr);
             std::thread::spawn(move || {
@@ -414,11 +427,12 @@ fn crash(broker: &mut Broker, kiosk: &Kiosk, more: usize) -> usize {
     broker.freeze();
     let before = kiosk.written().len();
     assert!(
-        wait_for(Duration::from_secs(30), || kiosk
-            .metric("edge_fer_mqtt_outbox_records")
-            >= more as f64),
-        "the outbox did not fill while the broker was frozen"
+        wait_for(Duration::from_secs(30), || kiosk.written().len()
+            >= before + more),
+        "too few visits while the broker was frozen"
     );
+    // Nothing written since the freeze can have been acknowledged.
+    assert!(kiosk.metric("edge_fer_mqtt_outbox_records") >= more as f64);
     assert_eq!(
         kiosk.metric("edge_fer_mqtt_connected"),
         1.0,
@@ -461,6 +475,15 @@ fn status_frames_and_visits_arrive_documented_and_a_broker_restart_loses_no_visi
         subscriber.messages()
     );
 
+    // A clean stop: records wait in the outbox, unsent.
+    let before = outage(&mut broker, &kiosk, 3);
+    assert!(
+        wait_for(Duration::from_secs(30), || subscriber.visits().len()
+            >= before + 3),
+        "{} visits after the first outage",
+        subscriber.visits().len()
+    );
+    // A crash: records in flight, unacknowledged, lost by the broker.
     let before = crash(&mut broker, &kiosk, 3);
     let written = kiosk.written().len();
     assert!(written >= before + 3);
@@ -549,6 +572,38 @@ fn status_frames_and_visits_arrive_documented_and_a_broker_restart_loses_no_visi
     let retained = &newcomer.messages()[0];
     assert!(retained.retained);
     assert_eq!(retained.payload["status"], "offline");
+    broker.stop();
+}
+
+#[test]
+fn with_mqtt_wait_it_starts_before_the_broker_and_delivers_once_it_is_up() {
+    let work = tempfile::tempdir().unwrap();
+    // The subscriber's persistent session is made first; the broker keeps it while it is down.
+    let mut broker = Broker::new(work.path(), "");
+    let subscriber = Subscriber::new(broker.port, "test-late", "late/#", true);
+    broker.stop();
+    let kiosk = Kiosk::start(&broker.url("late"), &["--mqtt-wait"], work.path());
+    assert!(
+        wait_for(Duration::from_secs(30), || kiosk.written().len() >= 2),
+        "no visits without a broker"
+    );
+    assert_eq!(kiosk.metric("edge_fer_mqtt_connected"), 0.0);
+    broker.start();
+    assert!(
+        wait_for(Duration::from_secs(40), || kiosk
+            .metric("edge_fer_mqtt_connected")
+            == 1.0),
+        "edge-fer never connected"
+    );
+    let (status, err) = kiosk.stop();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("starting anyway"), "{err}");
+    let written = kiosk_written(work.path());
+    assert!(wait_for(Duration::from_secs(10), || subscriber
+        .visits()
+        .len()
+        >= written.len()));
+    assert_eq!(subscriber.visits().len(), written.len());
     broker.stop();
 }
 
