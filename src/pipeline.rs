@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -22,7 +22,8 @@ use crate::detect::{FaceBox, FaceFinder, Landmarks};
 use crate::error::{Error, Result};
 use crate::metrics::Counters;
 use crate::mqtt::MqttSink;
-use crate::output::{write_result, FaceResult, Format, FrameResult};
+pub use crate::output::VisitsSink;
+use crate::output::{FaceResult, Finished, Format, FrameResult, Lines, Sink};
 use crate::pose::{Pose, PoseConfig};
 use crate::serve::Hub;
 use crate::stats::PipelineTimes;
@@ -70,23 +71,6 @@ pub struct PipelineConfig {
     pub privacy: bool,
 }
 
-/// Where visit records go.
-#[derive(Clone)]
-pub struct VisitsSink {
-    /// The writer; the output stage writes each record as it ends, after the frame that ended it.
-    pub out: Arc<Mutex<Box<dyn Write + Send>>>,
-    /// Its name in messages (a path, or standard output).
-    pub name: String,
-}
-
-impl std::fmt::Debug for VisitsSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VisitsSink")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
 /// What a run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -111,7 +95,7 @@ enum Item {
 
 /// A frame's result, with its pixels when the web view wants them, and the visits that ended with
 /// it; at the end of the input, the visits still open, with no frame.
-struct Finished {
+struct Done {
     /// The frame's time on its source's clock ([`Frame::time_s`]).
     time_s: f64,
     result: Option<FrameResult>,
@@ -147,7 +131,7 @@ pub fn run(
     // Small queues: a live source should only ever be a frame or two ahead of detection.
     let (capture_tx, capture_rx) = bounded::<Item>(2);
     let (detect_tx, detect_rx_classify) = bounded::<std::result::Result<Detected, FailedFrame>>(2);
-    let (result_tx, result_rx) = bounded::<Finished>(4);
+    let (result_tx, result_rx) = bounded::<Done>(4);
 
     let live = source.is_live();
     // A live source keeps a receiver too, to discard the oldest queued frame. Holding it keeps
@@ -178,15 +162,21 @@ pub fn run(
             result_tx,
         )
     })?;
-    let (times, format) = (Arc::clone(&config.times), config.format);
-    let sinks = Sinks {
-        visits: config.visits.clone(),
-        hub: config.publish.clone(),
-        mqtt: config.mqtt.clone(),
-    };
-    let counters = config.counters.clone();
+    // Visits that ended before a frame are written first, then the frame.
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if let Some(visits) = &config.visits {
+        sinks.push(Box::new(visits.clone()));
+    }
+    if let Some(hub) = &config.publish {
+        sinks.push(Box::new(hub.clone()));
+    }
+    if let Some(mqtt) = &config.mqtt {
+        sinks.push(Box::new(mqtt.clone()));
+    }
+    sinks.push(Box::new(Lines::new(out, config.format, "standard output")));
+    let (times, counters) = (Arc::clone(&config.times), config.counters.clone());
     let output = spawn("output", move || {
-        output_stage(out, sinks, result_rx, format, &times, &counters)
+        output_stage(sinks, result_rx, &times, &counters)
     })?;
 
     let bar = progress_bar(source, config.progress);
@@ -311,7 +301,7 @@ fn classify_stage(
     hub: Option<&Hub>,
     times: &PipelineTimes,
     rx: Receiver<std::result::Result<Detected, FailedFrame>>,
-    tx: Sender<Finished>,
+    tx: Sender<Done>,
 ) {
     let FaceState {
         pose,
@@ -337,14 +327,14 @@ fn classify_stage(
                 let pixels = hub
                     .is_some_and(Hub::wants_frame)
                     .then_some(detected.frame.rgb);
-                Finished {
+                Done {
                     time_s: detected.frame.time_s,
                     result: Some(result),
                     pixels,
                     visits: ended,
                 }
             }
-            Err(failed) => Finished {
+            Err(failed) => Done {
                 time_s: 0.0,
                 result: Some(failed_result(
                     failed.source,
@@ -362,7 +352,7 @@ fn classify_stage(
     }
     // The input has ended (or the run was stopped): so have the visits still open.
     if let Some(visits) = visits.as_mut() {
-        let _ = tx.send(Finished {
+        let _ = tx.send(Done {
             time_s: 0.0,
             result: None,
             pixels: None,
@@ -530,91 +520,46 @@ fn failed_result(source: String, index: u64, timestamp_ms: u64, error: &Error) -
     }
 }
 
-/// Where results go besides the main output.
-struct Sinks {
-    visits: Option<VisitsSink>,
-    hub: Option<Hub>,
-    mqtt: Option<MqttSink>,
-}
-
-/// Writes results; returns (faces, failed frames, whether the output was closed early).
+/// Hands each frame's outcome to every sink, in order; returns (faces, failed frames, whether
+/// the output was closed early).
 fn output_stage(
-    mut out: Box<dyn Write + Send>,
-    sinks: Sinks,
-    rx: Receiver<Finished>,
-    format: Format,
+    mut sinks: Vec<Box<dyn Sink>>,
+    rx: Receiver<Done>,
     times: &PipelineTimes,
     counters: &Counters,
 ) -> Result<(u64, u64, bool)> {
-    let Sinks {
-        visits,
-        hub,
-        mut mqtt,
-    } = sinks;
-    let hub = hub.as_ref();
     let (mut faces, mut failed) = (0, 0);
-    for finished in rx {
-        if let Some(mqtt) = &mqtt {
-            for record in &finished.visits {
-                mqtt.visit(record);
-            }
+    for done in rx {
+        counters.visits.inc_by(done.visits.len() as u64);
+        if let Some(result) = &done.result {
+            let found = result.faces.as_ref().map_or(0, |f| f.len() as u64);
+            faces += found;
+            failed += u64::from(result.error.is_some());
+            counters.faces.inc_by(found);
+            counters.faces_present.set(found as i64);
+            counters.failed.inc_by(u64::from(result.error.is_some()));
         }
-        counters.visits.inc_by(finished.visits.len() as u64);
-        // Visits that ended before this frame are written first, then the frame.
-        if let Some(sink) = &visits {
-            if let Err(e) = write_visits(sink, &finished.visits) {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok((faces, failed, true));
-                }
-                return Err(Error::io(&sink.name, e));
-            }
-        }
-        if let Some(hub) = hub {
-            hub.record(finished.time_s, finished.result.as_ref(), &finished.visits);
-        }
-        let Some(result) = finished.result else {
-            continue;
+        let finished = Finished {
+            time_s: done.time_s,
+            result: done.result.as_ref(),
+            pixels: done.pixels.as_ref(),
+            visits: &done.visits,
         };
-        let pixels = finished.pixels;
-        if let Some(hub) = hub {
-            match serde_json::to_string(&result) {
-                Ok(json) => hub.publish(json, pixels.as_ref()),
-                Err(e) => tracing::warn!("cannot publish a result: {e}"),
-            }
-        }
-        if let Some(mqtt) = &mut mqtt {
-            mqtt.frame(finished.time_s, &result);
-        }
-        let found = result.faces.as_ref().map_or(0, |f| f.len() as u64);
-        faces += found;
-        failed += u64::from(result.error.is_some());
-        counters.faces.inc_by(found);
-        counters.faces_present.set(found as i64);
-        counters.failed.inc_by(u64::from(result.error.is_some()));
-        match times
-            .output
-            .time(|| write_result(&mut *out, &result, format))
-        {
+        let written = times.output.time(|| {
+            sinks.iter_mut().try_for_each(|sink| {
+                sink.write(&finished)
+                    .map_err(|e| (sink.name().to_string(), e))
+            })
+        });
+        match written {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Err((_, e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                 return Ok((faces, failed, true))
             }
-            Err(e) => return Err(Error::io("standard output", e)),
+            Err((name, e)) => return Err(Error::io(name, e)),
         }
     }
     Ok((faces, failed, false))
-}
-
-fn write_visits(sink: &VisitsSink, records: &[VisitRecord]) -> std::io::Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let mut out = sink.out.lock().unwrap_or_else(|e| e.into_inner());
-    for record in records {
-        serde_json::to_writer(&mut *out, record)?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()
 }
 
 fn progress_bar(source: &dyn FrameSource, enabled: bool) -> ProgressBar {

@@ -350,6 +350,24 @@ impl MqttSink {
     }
 }
 
+impl crate::output::Sink for MqttSink {
+    fn name(&self) -> &str {
+        &self.shared.broker
+    }
+
+    /// Queues the visits that ended and publishes the frame (see [`MqttSink::visit`],
+    /// [`MqttSink::frame`]); never waits and never fails: the broker's absence is counted.
+    fn write(&mut self, finished: &crate::output::Finished<'_>) -> std::io::Result<()> {
+        for record in finished.visits {
+            self.visit(record);
+        }
+        if let Some(result) = finished.result {
+            self.frame(finished.time_s, result);
+        }
+        Ok(())
+    }
+}
+
 /// What happened to the QoS-1 records of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {

@@ -172,3 +172,22 @@ impl Hub {
         Some((self.subscribe(), permit))
     }
 }
+
+impl crate::output::Sink for Hub {
+    fn name(&self) -> &str {
+        "the kiosk view"
+    }
+
+    /// Records the frame for the audience figures and publishes it; never fails (a viewer that
+    /// cannot keep up misses frames, alone).
+    fn write(&mut self, finished: &crate::output::Finished<'_>) -> std::io::Result<()> {
+        self.record(finished.time_s, finished.result, finished.visits);
+        if let Some(result) = finished.result {
+            match serde_json::to_string(result) {
+                Ok(json) => self.publish(json, finished.pixels),
+                Err(e) => tracing::warn!("cannot publish a result: {e}"),
+            }
+        }
+        Ok(())
+    }
+}

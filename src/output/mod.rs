@@ -1,9 +1,14 @@
-//! Per-frame results and the two ways they are written: JSON lines for programs, text for people.
+//! Per-frame results and the two ways they are written: JSON lines for programs, text for people;
+//! and the [`Sink`]s the pipeline hands them to.
 //!
 //! The JSON schema (one object per line, per frame, in frame order) is documented in README.md
 //! under "Output"; [`FrameResult`] is its single definition.
 
+mod sink;
+
 use std::io::Write;
+
+pub use sink::{Finished, Lines, Sink, VisitsSink};
 
 use serde::Serialize;
 
