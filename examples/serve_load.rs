@@ -2,10 +2,12 @@
 //! of them stalled? Runs the real pipeline (HOG, landmarks, tract) on the fixture photos at
 //! 640x480, looping, with the web view on a loopback port, and measures frames/s in three phases:
 //! no clients; `--clients` clients (a third read the MJPEG stream, a third read the SSE events, a
-//! third open the MJPEG stream and never read); no clients again. Prints the figures.
+//! third open the MJPEG stream and never read); no clients again; `--slow` clients that send their
+//! request headers a byte every 100 ms and connect again whenever the server cuts them (at its
+//! header timeout, 2 s here). Prints the figures.
 //!
 //! ```sh
-//! cargo run --release --example serve_load -- [--clients 60] [--seconds 10]
+//! cargo run --release --example serve_load -- [--clients 60] [--slow 64] [--seconds 10]
 //! ```
 
 use std::io::{Read, Write};
@@ -26,14 +28,16 @@ mod common;
 fn main() {
     let mut clients = 60usize;
     let mut seconds = 10u64;
+    let mut slow = 64usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let v = args.next().and_then(|v| v.parse::<u64>().ok());
         match (a.as_str(), v) {
             ("--clients", Some(v)) => clients = v as usize,
             ("--seconds", Some(v)) => seconds = v,
+            ("--slow", Some(v)) => slow = v as usize,
             _ => {
-                eprintln!("usage: serve_load [--clients N] [--seconds S]");
+                eprintln!("usage: serve_load [--clients N] [--slow N] [--seconds S]");
                 std::process::exit(2);
             }
         }
@@ -47,7 +51,9 @@ fn main() {
         "127.0.0.1:0".parse().unwrap(),
         hub.clone(),
         None,
-        Default::default(),
+        edge_fer::serve::ServeOptions {
+            header_timeout: HEADER_TIMEOUT,
+        },
     )
     .expect("server");
     let addr = server.addr();
@@ -131,6 +137,35 @@ fn main() {
     );
     let after = rate("no clients again");
 
+    let running = Arc::new(AtomicBool::new(true));
+    let cut = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..slow)
+        .map(|_| {
+            let (running, cut) = (Arc::clone(&running), Arc::clone(&cut));
+            std::thread::spawn(move || slow_client(addr, &running, &cut))
+        })
+        .collect();
+    let slowed = rate(&format!(
+        "{slow} slow-header clients (a byte every 100 ms, reconnecting when cut)"
+    ));
+    let answered = {
+        let t = Instant::now();
+        let ok = latest_ok(addr);
+        (ok, t.elapsed())
+    };
+    running.store(false, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    println!(
+        "  slow clients cut by the {:.0} s header timeout: {} times; a normal request meanwhile: {} in {:.1} ms; slow / without: {:.2}",
+        HEADER_TIMEOUT.as_secs_f64(),
+        cut.load(Ordering::Relaxed),
+        if answered.0 { "answered" } else { "NOT answered" },
+        answered.1.as_secs_f64() * 1e3,
+        slowed / ((quiet + after) / 2.0)
+    );
+
     stop.store(true, Ordering::Relaxed);
     let stats = pipeline.join().expect("pipeline thread");
     server.stop();
@@ -139,6 +174,42 @@ fn main() {
         loaded / ((quiet + after) / 2.0),
         stats.frames
     );
+}
+
+/// The server's header timeout in this load test.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether `/latest` answers 200.
+fn latest_ok(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(
+        s,
+        "GET /latest HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
+}
+
+/// A client sending its headers a byte every 100 ms, connecting again each time it is cut.
+fn slow_client(addr: SocketAddr, running: &AtomicBool, cut: &AtomicU64) {
+    while running.load(Ordering::Relaxed) {
+        let Ok(mut s) = TcpStream::connect(addr) else {
+            return;
+        };
+        if s.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").is_err() {
+            continue;
+        }
+        while running.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            if s.write_all(b"x").is_err() {
+                cut.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
 }
 
 /// One client: sends the request, then reads until told to stop (or, stalled, never reads).
