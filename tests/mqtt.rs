@@ -21,12 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use image::RgbImage;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
 use crate::util::serving::{get, terminate};
-use crate::util::{assert_refused, edge_fer, fixture, json_lines, stderr};
+use crate::util::{assert_refused, edge_fer, face_frames, fixture, json_lines, stderr};
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 const USER: &str = "kiosk";
@@ -279,20 +278,16 @@ impl Drop for Subscriber {
 /// A frames folder: a face for 3 frames, away for 6, which `--loop` turns into a visit about
 /// every 9 frames (at 30 frames/s and a 0.1 s visit timeout).
 fn visiting_frames() -> tempfile::TempDir {
-    let portrait = image::open(fixture("grace_hopper_512x512.jpg"))
-        .unwrap()
-        .to_rgb8();
-    let portrait =
-        image::imageops::resize(&portrait, 300, 300, image::imageops::FilterType::Triangle);
-    let dir = tempfile::tempdir().unwrap();
-    for i in 0..9 {
-        let mut frame = RgbImage::from_pixel(640, 480, image::Rgb([90, 90, 90]));
-        if i < 3 {
-            image::imageops::overlay(&mut frame, &portrait, 150, 80);
-        }
-        frame.save(dir.path().join(format!("{i:03}.png"))).unwrap();
-    }
-    dir
+    face_frames(&[true, true, true, false, false, false, false, false, false])
+}
+
+/// The visit records in a `--visits` file.
+fn read_visits(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn credentials(dir: &Path, password: &str) -> PathBuf {
@@ -369,11 +364,7 @@ impl Kiosk {
 
     /// The visit records written to `--visits` so far.
     fn written(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.visits)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        read_visits(&self.visits)
     }
 
     fn metric(&self, name: &str) -> f64 {
@@ -497,13 +488,7 @@ fn status_frames_and_visits_arrive_documented_and_a_broker_restart_loses_no_visi
     assert!(kiosk.metric("edge_fer_mqtt_connections_total") >= 2.0);
     let (status, err) = kiosk.stop();
     assert_eq!(status.code(), Some(0), "{err}");
-    let written = {
-        let visits = std::fs::read_to_string(work.path().join("visits.jsonl")).unwrap();
-        visits
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .collect::<Vec<_>>()
-    };
+    let written = read_visits(&work.path().join("visits.jsonl"));
     let offline =
         |m: &Message| m.topic == "fleet/kiosk-7/status" && m.payload["status"] == "offline";
     assert!(
@@ -598,7 +583,7 @@ fn with_mqtt_wait_it_starts_before_the_broker_and_delivers_once_it_is_up() {
     let (status, err) = kiosk.stop();
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.contains("starting anyway"), "{err}");
-    let written = kiosk_written(work.path());
+    let written = read_visits(&work.path().join("visits.jsonl"));
     assert!(wait_for(Duration::from_secs(10), || subscriber
         .visits()
         .len()
@@ -624,7 +609,7 @@ fn a_tiny_outbox_overflows_during_an_outage_and_reports_what_it_dropped() {
     assert!(kiosk.metric("edge_fer_mqtt_dropped_records_total") >= 1.0);
     let (status, err) = kiosk.stop();
     assert_eq!(status.code(), Some(0), "{err}");
-    let written = kiosk_written(work.path());
+    let written = read_visits(&work.path().join("visits.jsonl"));
     let dropped: u64 = err
         .lines()
         .find_map(|l| {
@@ -650,14 +635,6 @@ fn a_tiny_outbox_overflows_during_an_outage_and_reports_what_it_dropped() {
         "--mqtt-frame-rate 0 sends no frames"
     );
     broker.stop();
-}
-
-fn kiosk_written(work: &Path) -> Vec<Value> {
-    std::fs::read_to_string(work.join("visits.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

@@ -1,32 +1,11 @@
 //! Visits through the binary: a real face in a frames folder, present, away, and back.
 
-use image::RgbImage;
-
-use crate::util::{assert_refused, edge_fer, fixture, json_lines, stderr};
-
-/// Writes `pattern` as frames (true: Grace Hopper's portrait over grey, false: grey alone) into
-/// a new folder.
-fn frames(pattern: &[bool]) -> tempfile::TempDir {
-    let portrait = image::open(fixture("grace_hopper_512x512.jpg"))
-        .unwrap()
-        .to_rgb8();
-    let portrait =
-        image::imageops::resize(&portrait, 300, 300, image::imageops::FilterType::Triangle);
-    let dir = tempfile::tempdir().unwrap();
-    for (i, &face) in pattern.iter().enumerate() {
-        let mut frame = RgbImage::from_pixel(640, 480, image::Rgb([90, 90, 90]));
-        if face {
-            image::imageops::overlay(&mut frame, &portrait, 150 + 2 * i as i64, 80);
-        }
-        frame.save(dir.path().join(format!("{i:03}.png"))).unwrap();
-    }
-    dir
-}
+use crate::util::{assert_refused, edge_fer, face_frames, fixture, json_lines, stderr};
 
 /// Present for 8 frames, away for `away`, back for 6; at 10 frames/s with a 1 s visit timeout.
 fn run(away: usize) -> Vec<serde_json::Value> {
     let pattern: Vec<bool> = [vec![true; 8], vec![false; away], vec![true; 6]].concat();
-    let dir = frames(&pattern);
+    let dir = face_frames(&pattern);
     let visits = dir.path().join("visits.jsonl");
     let out = edge_fer(&[
         "--frames",
@@ -109,7 +88,7 @@ fn away_shorter_than_the_timeout_is_one_visit_of_two_tracks() {
 
 #[test]
 fn max_frames_ends_the_visit_with_the_run() {
-    let dir = frames(&[true; 8]);
+    let dir = face_frames(&[true; 8]);
     let out = edge_fer(&[
         "--frames",
         dir.path().to_str().unwrap(),

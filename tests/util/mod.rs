@@ -9,6 +9,25 @@ use edge_fer::{FaceFinder, FaceFinderConfig};
 
 pub mod serving;
 
+/// Writes `pattern` as 640x480 frames into a new folder: true, Grace Hopper's portrait (300 px,
+/// moving 2 px right each frame) over grey; false, grey alone.
+pub fn face_frames(pattern: &[bool]) -> tempfile::TempDir {
+    let portrait = image::open(fixture("grace_hopper_512x512.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let portrait =
+        image::imageops::resize(&portrait, 300, 300, image::imageops::FilterType::Triangle);
+    let dir = tempfile::tempdir().unwrap();
+    for (i, &face) in pattern.iter().enumerate() {
+        let mut frame = image::RgbImage::from_pixel(640, 480, image::Rgb([90, 90, 90]));
+        if face {
+            image::imageops::overlay(&mut frame, &portrait, 150 + 2 * i as i64, 80);
+        }
+        frame.save(dir.path().join(format!("{i:03}.png"))).unwrap();
+    }
+    dir
+}
+
 /// A photo in tests/fixtures/.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
