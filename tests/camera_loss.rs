@@ -54,12 +54,15 @@ fn a_lost_camera_is_reopened_with_backoff_and_the_run_goes_on() {
         max: Duration::from_millis(3),
     };
     let first = Box::new(connection(&image, 5));
-    let mut camera = Reconnecting::new(first, open, "camera 0", backoff, Arc::clone(&stop));
+    let counters = edge_fer::metrics::Counters::default();
+    let mut camera = Reconnecting::new(first, open, "camera 0", backoff, Arc::clone(&stop))
+        .counting_into(counters.camera_reconnects.clone());
 
     let out = Captured::default();
     let config = PipelineConfig {
         max_frames: Some(12),
         stop,
+        counters: counters.clone(),
         ..PipelineConfig::default()
     };
     let stats = pipeline::run(
@@ -75,6 +78,9 @@ fn a_lost_camera_is_reopened_with_backoff_and_the_run_goes_on() {
     assert_eq!(stats.frames, 12);
     assert!(!stats.stopped);
     assert_eq!(camera.reconnects(), 2);
+    // What /metrics reports: the reconnections and the frames, as the run counted them.
+    assert_eq!(counters.camera_reconnects.get(), 2);
+    assert_eq!(counters.frames.get(), 12);
     assert_eq!(*attempts.lock().unwrap(), 2 + 1 + 3 + 1);
     let ms = |v: &[u64]| {
         v.iter()

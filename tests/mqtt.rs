@@ -593,6 +593,47 @@ fn with_mqtt_wait_it_starts_before_the_broker_and_delivers_once_it_is_up() {
 }
 
 #[test]
+fn a_killed_kiosk_reads_offline_through_its_last_will() {
+    let work = tempfile::tempdir().unwrap();
+    let broker = Broker::new(work.path(), "");
+    let subscriber = Subscriber::new(broker.port, "test-will", "will/kiosk-7/status", false);
+    let mut kiosk = Kiosk::start(&broker.url("will"), &[], work.path());
+    let status = |s: &str| {
+        let s = s.to_string();
+        move |m: &Message| m.payload["status"] == s.as_str()
+    };
+    assert!(wait_for(Duration::from_secs(10), || subscriber
+        .messages()
+        .iter()
+        .any(status("online"))));
+    // No DISCONNECT: the broker sees the connection drop and publishes the will.
+    kiosk.child.kill().unwrap();
+    kiosk.child.wait().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || subscriber
+            .messages()
+            .iter()
+            .any(status("offline"))),
+        "{:?}",
+        subscriber.messages()
+    );
+    let will = subscriber
+        .messages()
+        .into_iter()
+        .find(status("offline"))
+        .unwrap();
+    assert_eq!(will.payload["device"], "kiosk-7");
+    // Retained: a newcomer reads it too.
+    let newcomer = Subscriber::new(broker.port, "test-will-2", "will/kiosk-7/status", false);
+    assert!(wait_for(Duration::from_secs(5), || {
+        newcomer
+            .messages()
+            .first()
+            .is_some_and(|m| m.retained && m.payload["status"] == "offline")
+    }));
+}
+
+#[test]
 fn a_tiny_outbox_overflows_during_an_outage_and_reports_what_it_dropped() {
     let work = tempfile::tempdir().unwrap();
     let mut broker = Broker::new(work.path(), "");
@@ -661,6 +702,23 @@ fn wrong_credentials_an_unreachable_broker_and_a_bad_url_are_clear_errors() {
     );
     assert_eq!(err.lines().count(), 1, "printed once: {err}");
     assert!(out.stdout.is_empty(), "no frame is processed");
+    // The URL's credentials work as the file's do (percent-encoded: the password has a colon and
+    // a space).
+    let with_password = url.replacen(
+        "mqtt://",
+        &format!(
+            "mqtt://{USER}:{}@",
+            PASSWORD.replace(':', "%3A").replace(' ', "%20")
+        ),
+        1,
+    );
+    let out = edge_fer(&["--image", image, "--mqtt", &with_password]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 records delivered"),
+        "{}",
+        stderr(&out)
+    );
 
     // Nothing listens on this port.
     let nobody = format!("mqtt://127.0.0.1:{}/x", free_port());
