@@ -897,8 +897,20 @@ fn mqtts_with_the_ca_file_is_trusted_and_without_it_is_refused() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("cannot reach the MQTT broker mqtts://localhost:")
-            && err.to_lowercase().contains("certificate"),
+        err.contains("TLS with the MQTT broker mqtts://localhost:")
+            && err.to_lowercase().contains("certificate")
+            && err.contains("--mqtt-ca"),
         "{err}"
     );
+    // Waiting would not make it trusted: --mqtt-wait refuses it too.
+    let out = edge_fer(&[
+        "--image",
+        image.to_str().unwrap(),
+        "--mqtt",
+        &url,
+        "--mqtt-credentials",
+        creds.to_str().unwrap(),
+        "--mqtt-wait",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }

@@ -92,6 +92,14 @@ pub enum MqttError {
         /// The broker's return code, in words.
         reason: String,
     },
+    /// The TLS handshake failed: the broker's certificate is not trusted, or names another host.
+    #[error("TLS with the MQTT broker {broker} failed: {reason} (--mqtt-ca FILE trusts a CA of your own)")]
+    Tls {
+        /// `mqtts://host:port`.
+        broker: String,
+        /// What rustls said.
+        reason: String,
+    },
     /// The client's thread or TLS configuration could not be set up.
     #[error("cannot start the MQTT client: {0}")]
     Start(String),
@@ -521,6 +529,11 @@ impl Publisher {
                 broker,
                 reason: refusal(code, publisher.config.credentials_file.as_deref()),
             }),
+            // A certificate that is not trusted will not become so by waiting.
+            Ok(Err(ConnectionError::Tls(e))) => Err(MqttError::Tls {
+                broker,
+                reason: e.to_string(),
+            }),
             Ok(Err(e)) if !publisher.config.wait => Err(MqttError::Unreachable {
                 broker,
                 reason: e.to_string(),
@@ -708,7 +721,10 @@ async fn drive(
                     return;
                 }
                 if let Some(first) = first.take() {
-                    let refused = matches!(e, ConnectionError::ConnectionRefused(_));
+                    let refused = matches!(
+                        e,
+                        ConnectionError::ConnectionRefused(_) | ConnectionError::Tls(_)
+                    );
                     let _ = first.send(Err(e));
                     if refused {
                         return;
