@@ -395,6 +395,8 @@ pub struct Publisher {
     client: AsyncClient,
     topics: Arc<Topics>,
     config: MqttConfig,
+    /// The `offline` status: the connection's last will, and what [`Publisher::finish`] sends.
+    offline: Record,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -448,6 +450,12 @@ impl Publisher {
             })
             .unwrap_or_default()
         };
+        let offline = Record {
+            seq: None,
+            topic: topics.status.clone(),
+            payload: status("offline"),
+            retain: true,
+        };
 
         let mut options = MqttOptions::new(
             format!("edge-fer-{}", config.device),
@@ -463,10 +471,10 @@ impl Publisher {
             // A frame with eight faces and their landmarks is ~20 kB; the default cap is 10 kB.
             .set_max_packet_size(1 << 20, 1 << 20)
             .set_last_will(LastWill::new(
-                &topics.status,
-                status("offline"),
+                &offline.topic,
+                offline.payload.clone(),
                 QoS::AtLeastOnce,
-                true,
+                offline.retain,
             ));
         if let Some((user, password)) = &credentials {
             options.set_credentials(user, password);
@@ -519,6 +527,7 @@ impl Publisher {
             client,
             topics,
             config,
+            offline,
             thread: Some(thread),
         };
         let broker = publisher.shared.broker.clone();
@@ -571,18 +580,7 @@ impl Publisher {
     /// Publishes `offline`, waits up to [`MqttConfig::drain`] for the outbox to be acknowledged,
     /// disconnects and says what became of the records.
     pub fn finish(mut self) -> Delivery {
-        let status = Status {
-            device: &self.shared.device,
-            run: self.shared.run,
-            status: "offline",
-            version: env!("CARGO_PKG_VERSION"),
-        };
-        self.shared.push(Record {
-            seq: None,
-            topic: self.topics.status.clone(),
-            payload: serde_json::to_vec(&status).unwrap_or_default(),
-            retain: true,
-        });
+        self.shared.push(self.offline.clone());
         let deadline = Instant::now() + self.config.drain;
         while !self.shared.lock().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
